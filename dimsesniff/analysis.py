@@ -1,0 +1,106 @@
+"""The sink that turns observations into table rows, counts them, and hands them on.
+
+It decodes Query/Retrieve identifiers (only those: C-STORE data is never
+kept) in the transfer syntax of their presentation context, and applies the
+patient-data policy before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .associations import Association
+from .identifiers import IdentifierError, decode_identifier, summarize
+from .observations import Finding, ObservedMessage
+from .redact import Redactor
+from .report.rows import association_row, message_row, violation_row
+
+RowWriter = Callable[[str, dict], None]
+"""``write(table, row)`` with table one of ``messages``, ``associations``, ``violations``."""
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the terminal summary shows."""
+
+    messages: Counter = field(default_factory=Counter)  # by command name
+    statuses: Counter = field(default_factory=Counter)  # (command, status hex)
+    findings: Counter = field(default_factory=Counter)  # by rule ID
+    severities: Counter = field(default_factory=Counter)
+    findings_by_peer: Counter = field(default_factory=Counter)  # (server, called AE)
+    associations: int = 0
+    mid_capture: int = 0
+
+
+class Analysis:
+    """Implements the pipeline's ``Sink``."""
+
+    def __init__(
+        self,
+        write: RowWriter,
+        redactor: Redactor | None = None,
+        keep_finding: Callable[[str], bool] = lambda _rule: True,
+    ) -> None:
+        self._write = write
+        self.redactor = redactor or Redactor()
+        self._keep_finding = keep_finding
+        self.tally = Tally()
+
+    def message(self, observed: ObservedMessage) -> None:
+        identifier, error = "", ""
+        msg = observed.message
+        if msg.data_set is not None:
+            ts, _assumed = observed.association.transfer_syntax(msg.context_id)
+            try:
+                dataset = decode_identifier(msg.data_set, ts)
+            except IdentifierError as exc:
+                error = str(exc)
+                observed.identifier_error = error
+                self.finding(
+                    Finding(
+                        "DIMSE-DS-DECODE",
+                        f"identifier not decodable in {ts}: {error}",
+                        msg.first_frame,
+                        msg.last_frame,
+                        msg.ts_first,
+                        observed.association,
+                        observed,
+                    )
+                )
+            else:
+                observed.identifier = dataset
+                identifier = summarize(dataset, self.redactor)
+        if msg.command.problems:
+            self.finding(
+                Finding(
+                    "DIMSE-CMD-DECODE",
+                    "; ".join(msg.command.problems),
+                    msg.first_frame,
+                    msg.last_frame,
+                    msg.ts_first,
+                    observed.association,
+                    observed,
+                )
+            )
+        row = message_row(observed, identifier, error)
+        self.tally.messages[row["command"]] += 1
+        if row["status"]:
+            self.tally.statuses[(row["command"], row["status"])] += 1
+        self._write("messages", row)
+
+    def association(self, association: Association) -> None:
+        self.tally.associations += 1
+        self.tally.mid_capture += association.assumed
+        self._write("associations", association_row(association))
+
+    def finding(self, finding: Finding) -> None:
+        if not self._keep_finding(finding.rule):
+            return
+        row = violation_row(finding)
+        self.tally.findings[finding.rule] += 1
+        self.tally.severities[row["severity"]] += 1
+        peer = f"{row['server']} {row['called_ae'] or ''}".strip()
+        self.tally.findings_by_peer[peer] += 1
+        self._write("violations", row)

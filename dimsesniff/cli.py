@@ -1,0 +1,253 @@
+"""Command line: ``dimsesniff analyze`` and ``dimsesniff rules``.
+
+Exit codes, like a linter: 0 nothing at or above ``--fail-on`` was found,
+1 something was, 2 usage or input error (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from . import __version__
+from .api import TABLE_COLUMNS, run
+from .pipeline import Options
+from .redact import Redactor
+from .report.csv_writer import CsvTable
+from .report.summary import print_summary
+from .rules import RULES, Severity
+from .sources import CaptureError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="DICOM network traffic analyzer: associations, DIMSE messages and Query/Retrieve "
+    "response checks from pcap/pcapng captures.",
+)
+err = Console(stderr=True)
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+class ProgressReader:
+    """Counts bytes read from a capture file; shows a progress bar once reading is slow."""
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        total: int,
+        console: Console,
+        *,
+        after: float = 2.0,
+        enabled: bool = True,
+    ) -> None:
+        self._raw = raw
+        self.name = raw.name
+        self._total = total
+        self._console = console
+        self._start = time.monotonic()
+        self._after = after
+        self._enabled = enabled
+        self._progress: Progress | None = None
+        self._task = None
+        self._done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._done += len(data)
+        if (
+            self._progress is None
+            and self._enabled
+            and time.monotonic() - self._start > self._after
+        ):
+            self._progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._task = self._progress.add_task(Path(self.name).name, total=self._total)
+            self._progress.start()
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self._done)
+        return data
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._raw.close()
+
+
+def matches(rule_id: str, patterns: list[str]) -> bool:
+    """``--select MOVE,SEQ``: a pattern is a rule ID or a prefix of one."""
+    return any(rule_id == p or rule_id.startswith(p) for p in patterns)
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    return [v.strip().upper() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command()
+def analyze(
+    captures: Annotated[
+        list[str],
+        typer.Argument(
+            help="pcap/pcapng files (optionally gzip-compressed), in capture order; - for stdin."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Directory for the CSV tables.", file_okay=False)
+    ] = Path("dimsesniff-out"),
+    port: Annotated[
+        list[int] | None,
+        typer.Option("--port", help="Always decode this TCP port as DICOM (repeatable)."),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(help="Only report these rule IDs or prefixes (comma-separated)."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(help="Do not report these rule IDs or prefixes (comma-separated)."),
+    ] = None,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(help="Exit with 1 when a finding of this severity or worse is reported."),
+    ] = FailOn.error,
+    include_phi: Annotated[
+        bool,
+        typer.Option(
+            help="Write patient names, IDs and birth dates as they are (default: keyed tokens)."
+        ),
+    ] = False,
+    phi_key: Annotated[
+        str | None,
+        typer.Option(help="Key for the patient-data tokens, so they are stable across runs."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary, no progress.")] = False,
+) -> None:
+    """Analyse capture files: write messages.csv, associations.csv and violations.csv.
+
+    Example: dimsesniff analyze samples/dcmtk-move.pcap -o out/
+    """
+    selected, ignored = split_list(select), split_list(ignore)
+    unknown = [p for p in selected + ignored if not any(r.startswith(p) for r in RULES)]
+    if unknown:
+        raise fail(f"no rule matches {', '.join(unknown)} (see: dimsesniff rules)")
+
+    def keep(rule_id: str) -> bool:
+        return (not selected or matches(rule_id, selected)) and not matches(rule_id, ignored)
+
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot create {output}: {exc.strerror}") from None
+    console = Console(stderr=False)
+    sources: list[BinaryIO | str] = []
+    for name in captures:
+        if name == "-":
+            sources.append("-")
+            continue
+        path = Path(name)
+        try:
+            raw = path.open("rb")
+        except OSError as exc:
+            for s in sources:
+                if not isinstance(s, str):
+                    s.close()
+            raise fail(f"{name}: {exc.strerror or exc}") from None
+        sources.append(
+            ProgressReader(
+                raw,
+                path.stat().st_size,
+                err,  # type: ignore[arg-type]
+                enabled=not quiet and err.is_terminal,
+            )
+        )
+    tables = {name: CsvTable(output / f"{name}.csv", cols) for name, cols in TABLE_COLUMNS.items()}
+    started = time.monotonic()
+    try:
+        result = run(
+            sources,
+            lambda table, row: tables[table].write(row),
+            options=Options(ports=tuple(port or ())),
+            redactor=Redactor(include_phi=include_phi, key=phi_key),
+            keep_finding=keep,
+        )
+    except CaptureError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        for table in tables.values():
+            table.close()
+        for s in sources:
+            if not isinstance(s, str):
+                s.close()
+    if not quiet:
+        print_summary(
+            console,
+            result.counters,
+            result.analysis.tally,
+            [t.path for t in tables.values()],
+            result.warnings,
+            time.monotonic() - started,
+        )
+    if fail_on is not FailOn.never:
+        threshold = Severity(fail_on.value).rank
+        worst = [s for s, n in result.analysis.tally.severities.items() if n]
+        if any(Severity(s).rank >= threshold for s in worst):
+            raise typer.Exit(code=1)
+
+
+@app.command()
+def rules(
+    rule_id: Annotated[str | None, typer.Argument(help="A rule ID to explain.")] = None,
+) -> None:
+    """List every rule (ID, severity, what it finds), or explain one.
+
+    Example: dimsesniff rules UL-PDV-FRAMING
+    """
+    console = Console()
+    if rule_id is None:
+        for rule in sorted(RULES.values(), key=lambda r: r.id):
+            console.print(f"{rule.id:32} {rule.severity.value:8} {rule.summary}", highlight=False)
+        return
+    rule = RULES.get(rule_id.upper())
+    if rule is None:
+        raise fail(f"no such rule: {rule_id} (see: dimsesniff rules)")
+    console.print(
+        f"[bold]{rule.id}[/] ({rule.severity.value})\n{rule.summary}\nCitation: {rule.cite}",
+        highlight=False,
+    )
+    if rule.doc:
+        console.print(f"\n{rule.doc}", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,130 @@
+"""The one loop: frames -> TCP streams -> DICOM connections -> messages, findings, associations.
+
+File input, live capture and tests all drive this same object frame by
+frame (``feed``) and end it with ``finish``; results go to a ``Sink`` as
+soon as they are complete, so nothing accumulates here but open state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dissectors.flow_table import FlowTable
+from dissectors.packet import decode_tcp
+from dissectors.stream_events import StreamData, StreamEnd, StreamGap, StreamOpen, TcpFinding
+
+from .connection import DICOM, NOT_DICOM, DicomConnection, Sink
+from .observations import Finding
+
+
+@dataclass(slots=True)
+class Options:
+    """What the user can tune; defaults suit both files and live capture."""
+
+    ports: tuple[int, ...] = ()  # --port: always decode these ports as DICOM
+    idle_timeout: float | None = None
+    max_flows: int = 100_000
+
+
+@dataclass(slots=True)
+class Counters:
+    frames: int = 0
+    tcp_segments: int = 0
+    bytes: int = 0
+    connections: int = 0
+    dicom_connections: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+
+class Pipeline:
+    def __init__(self, sink: Sink, options: Options | None = None) -> None:
+        self.options = options or Options()
+        self.sink = sink
+        self.flows = FlowTable(
+            max_flows=self.options.max_flows, idle_timeout=self.options.idle_timeout
+        )
+        self.connections: dict[int, DicomConnection] = {}
+        self.counters = Counters()
+        self._association_ids = 0
+        self._ports = frozenset(self.options.ports)
+        self._last_expiry = 0.0
+
+    def _next_association_id(self) -> int:
+        self._association_ids += 1
+        return self._association_ids
+
+    def feed(self, ts: float, linktype: int, frame: bytes) -> None:
+        """One captured frame (numbered from 1 in order of arrival)."""
+        counters = self.counters
+        counters.frames += 1
+        counters.bytes += len(frame)
+        if counters.first_ts is None:
+            counters.first_ts = ts
+        counters.last_ts = ts
+        segment = decode_tcp(linktype, frame)
+        if segment is None:
+            return
+        counters.tcp_segments += 1
+        events = self.flows.handle(segment, counters.frames, ts)
+        if events:
+            self._dispatch(events)
+        if self.options.idle_timeout is not None and ts - self._last_expiry > 1.0:
+            self._last_expiry = ts
+            self._dispatch(self.flows.expire(ts))
+
+    def feed_all(self, frames: Iterable[tuple[float, int, bytes]]) -> None:
+        for ts, linktype, frame in frames:
+            self.feed(ts, linktype, frame)
+
+    def finish(self) -> None:
+        """End of input: close every open connection as ``capture-end``."""
+        ts = self.counters.last_ts or 0.0
+        self._dispatch(self.flows.close_all(self.counters.frames, ts))
+        for conn in list(self.connections.values()):
+            conn.end("capture-end", self.counters.frames, ts)
+        self.connections.clear()
+
+    def _dispatch(self, events: list) -> None:
+        connections = self.connections
+        for ev in events:
+            kind = type(ev)
+            if kind is StreamData:
+                conn = connections.get(ev.conn)
+                if (
+                    conn is not None
+                    and conn.data(ev.from_initiator, ev.data, ev.frame, ev.ts) == NOT_DICOM
+                ):
+                    del connections[ev.conn]
+                    self.flows.ignore(ev.conn)
+            elif kind is StreamOpen:
+                self.counters.connections += 1
+                force = ev.initiator[1] in self._ports or ev.responder[1] in self._ports
+                connections[ev.conn] = DicomConnection(
+                    ev.conn,
+                    ev.initiator,
+                    ev.responder,
+                    ev.syn_seen,
+                    ev.frame,
+                    ev.ts,
+                    next_association_id=self._next_association_id,
+                    sink=self.sink,
+                    force=force,
+                )
+            elif kind is StreamGap:
+                conn = connections.get(ev.conn)
+                if conn is not None:
+                    conn.gap(ev.from_initiator, ev.missing, ev.frame, ev.ts)
+            elif kind is StreamEnd:
+                conn = connections.pop(ev.conn, None)
+                if conn is not None:
+                    if conn.state == DICOM:
+                        self.counters.dicom_connections += 1
+                    conn.end(ev.reason, ev.frame, ev.ts)
+            elif kind is TcpFinding:
+                conn = connections.get(ev.conn)
+                if conn is not None and conn.state == DICOM:
+                    self.sink.finding(
+                        Finding(ev.code, ev.detail, ev.frame, ev.frame, ev.ts, conn.association)
+                    )

@@ -1,0 +1,1 @@
+"""Report outputs: table rows, file writers and the terminal summary."""

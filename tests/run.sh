@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs, then run it (lint + tests).
+# Usage: bash tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in tshark tcpdump dcmqrscp findscu movescu storescp ip; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q tshark tcpdump dcmtk iproute2 >/dev/null
+  else
+    echo "missing tools: ${need[*]} (install: apt-get install tshark tcpdump dcmtk iproute2)" >&2
+  fi
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m ruff check dimsesniff dissectors tests benchmarks samples
+python3 -m pytest -q "$@"
