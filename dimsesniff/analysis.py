@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .associations import Association
+from .checks import Checker
 from .identifiers import IdentifierError, decode_identifier, summarize
 from .observations import Finding, ObservedMessage
 from .redact import Redactor
 from .report.rows import association_row, message_row, violation_row
+from .rules.base import STANDARD
 
 RowWriter = Callable[[str, dict], None]
 """``write(table, row)`` with table one of ``messages``, ``associations``, ``violations``."""
@@ -42,11 +44,13 @@ class Analysis:
         write: RowWriter,
         redactor: Redactor | None = None,
         keep_finding: Callable[[str], bool] = lambda _rule: True,
+        profile: str = STANDARD,
     ) -> None:
         self._write = write
         self.redactor = redactor or Redactor()
         self._keep_finding = keep_finding
         self.tally = Tally()
+        self.checker = Checker(self.finding, profile=profile)
 
     def message(self, observed: ObservedMessage) -> None:
         identifier, error = "", ""
@@ -84,13 +88,27 @@ class Analysis:
                     observed,
                 )
             )
+        self.checker.message(observed)
         row = message_row(observed, identifier, error)
         self.tally.messages[row["command"]] += 1
         if row["status"]:
             self.tally.statuses[(row["command"], row["status"])] += 1
         self._write("messages", row)
 
+    def event(
+        self,
+        association: Association,
+        kind: str,
+        from_requestor: bool | None,
+        frame: int,
+        ts: float,
+    ) -> None:
+        self.checker.association_event(association, kind, from_requestor, frame, ts)
+
     def association(self, association: Association) -> None:
+        self.checker.association_event(
+            association, "end", None, association.end_frame or 0, association.end_ts or 0.0
+        )
         self.tally.associations += 1
         self.tally.mid_capture += association.assumed
         self._write("associations", association_row(association))

@@ -53,6 +53,14 @@ class Sink(Protocol):
     def message(self, observed: ObservedMessage) -> None: ...
     def association(self, association: Association) -> None: ...
     def finding(self, finding: Finding) -> None: ...
+    def event(
+        self,
+        association: Association,
+        kind: str,
+        from_requestor: bool | None,
+        frame: int,
+        ts: float,
+    ) -> None: ...
 
 
 def looks_like_associate_rq(head: bytes) -> bool:
@@ -259,6 +267,7 @@ class DicomConnection:
         assoc = self.association
         assert assoc is not None
         from_initiator = side == 0
+        from_requestor = from_initiator == assoc.requestor_is_initiator
         if isinstance(ev, AssociateRQ):
             if not from_initiator:
                 assoc.requestor, assoc.acceptor = self.responder, self.initiator
@@ -276,18 +285,19 @@ class DicomConnection:
         elif isinstance(ev, ReleaseRQ):
             if assoc.state != "releasing":
                 assoc.state = "releasing"
-                assoc.release_requested_by = (
-                    "requestor" if from_initiator == assoc.requestor_is_initiator else "acceptor"
-                )
+                assoc.release_requested_by = "requestor" if from_requestor else "acceptor"
+            self._sink.event(assoc, "release-rq", from_requestor, ev.last_frame, ev.ts)
         elif isinstance(ev, ReleaseRP):
             assoc.state = "released"
             assoc.end_reason = "released"
             assoc.end_frame, assoc.end_ts = ev.last_frame, ev.ts
+            self._sink.event(assoc, "release-rp", from_requestor, ev.last_frame, ev.ts)
         elif isinstance(ev, Abort):
             assoc.state = "aborted"
-            who = "requestor" if from_initiator == assoc.requestor_is_initiator else "acceptor"
+            who = "requestor" if from_requestor else "acceptor"
             assoc.end_reason = f"aborted by {who} (source {ev.source}, reason {ev.reason})"
             assoc.end_frame, assoc.end_ts = ev.last_frame, ev.ts
+            self._sink.event(assoc, "abort", from_requestor, ev.last_frame, ev.ts)
 
     def _finding(self, ev: DecodeFinding, side: int) -> None:
         assoc = self.association

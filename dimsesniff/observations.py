@@ -51,4 +51,5 @@ class Finding:
     observed_value: str = ""
     expected: str = ""
     profile: str = ""
+    severity: str = ""  # set when the rule grades its findings; else the rule's severity
     frames: tuple[int, ...] = field(default_factory=tuple)  # all frames involved, if more

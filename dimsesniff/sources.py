@@ -336,6 +336,16 @@ class FrameReader:
                         return
                     buf, pos, size = self._buf, self._pos, len(self._buf)
                 btype, blen = head_unpack(buf, pos)
+                if btype == _SHB:
+                    # A new section, maybe in the other byte order: its length
+                    # can only be read once its byte-order magic is known.
+                    self._buf, self._pos, self.frames = buf, pos, count
+                    order = self._read_section_header(first=False)
+                    head_unpack = struct.Struct(order + "II").unpack_from
+                    epb_unpack = struct.Struct(order + "IIIII").unpack_from
+                    interfaces = []
+                    buf, pos, size = self._buf, self._pos, len(self._buf)
+                    continue
                 if blen < 12 or blen % 4:
                     self._buf, self._pos, self.frames = buf, pos, count
                     self._fail(f"block {btype:#x} has impossible length {blen} (corrupt file)")
@@ -344,14 +354,9 @@ class FrameReader:
                     self._buf, self._pos, self.frames = buf, pos, count
                     self._fail(f"block {btype:#x} claims {blen} bytes (corrupt file)")
                 if not is_packet and btype != _IDB:
-                    # Section headers and blocks we have no use for.
+                    # Statistics, name resolution, secrets, custom blocks: not needed.
                     self._buf, self._pos, self.frames = buf, pos, count
-                    if btype == _SHB:
-                        order = self._read_section_header(first=False)
-                        head_unpack = struct.Struct(order + "II").unpack_from
-                        epb_unpack = struct.Struct(order + "IIIII").unpack_from
-                        interfaces = []
-                    elif not self._skip(blen):
+                    if not self._skip(blen):
                         self._truncated(count, "block")
                         return
                     buf, pos, size = self._buf, self._pos, len(self._buf)

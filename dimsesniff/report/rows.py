@@ -288,7 +288,7 @@ def violation_row(finding: Finding) -> dict:
     status = cmd.status if cmd else None
     return {
         "rule": finding.rule,
-        "severity": rule.severity.value if rule else "error",
+        "severity": finding.severity or (rule.severity.value if rule else "error"),
         "message": finding.message,
         "citation": rule.cite if rule else "",
         "first_frame": finding.first_frame,

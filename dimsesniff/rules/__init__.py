@@ -1,8 +1,13 @@
-"""The rule registry: every check dimsesniff makes, by stable ID."""
+"""The rule registry: every check dimsesniff makes, by stable ID.
+
+Rule modules are imported explicitly (no discovery magic); each exports a
+``RULES`` tuple.  A duplicated ID fails at import time.
+"""
 
 from __future__ import annotations
 
-from .base import Rule, Severity
+from . import command, cross, fields, qr_find, qr_move, sequence, status, upper_layer
+from .base import PROFILES, Rule, Severity
 from .decode import DECODE_RULES
 
 
@@ -16,7 +21,17 @@ def _registry(*groups: tuple[Rule, ...]) -> dict[str, Rule]:
     return registry
 
 
-RULES: dict[str, Rule] = _registry(DECODE_RULES)
+RULES: dict[str, Rule] = _registry(
+    DECODE_RULES,
+    status.RULES,
+    qr_find.RULES,
+    qr_move.RULES,
+    fields.RULES,
+    command.RULES,
+    sequence.RULES,
+    upper_layer.RULES,
+    cross.RULES,
+)
 
 
 def get(rule_id: str) -> Rule:
@@ -26,4 +41,4 @@ def get(rule_id: str) -> Rule:
         raise ValueError(f"no such rule: {rule_id}") from None
 
 
-__all__ = ["RULES", "Rule", "Severity", "get"]
+__all__ = ["PROFILES", "RULES", "Rule", "Severity", "get"]

@@ -1,0 +1,178 @@
+"""Run the rules: every message rule on each DIMSE message, association rules on events.
+
+For each message the checker looks up the operation it belongs to (state as
+it was *before* this message), runs the rules that apply to its Command
+Field, then lets the tracker record the message.  Rules therefore see, for
+example, the counts of the previous Pending response when judging this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+from dissectors.dimse import COMMAND_DATA_SET_TYPE, NO_DATA_SET, CommandSet
+
+from .associations import Association
+from .observations import Finding, ObservedMessage
+from .operations import Counts, Lookup, Operation, OperationTracker, counts
+from .rules import RULES, Rule
+from .rules.base import STANDARD, Problem
+from .standard.status import StatusClass, status_class
+
+
+@dataclass(eq=False)
+class MessageContext:
+    """What a message rule is given: the message, its association and its operation."""
+
+    obs: ObservedMessage
+    lookup: Lookup
+    tracker: OperationTracker
+    profile: str
+
+    @property
+    def assoc(self) -> Association:
+        return self.obs.association
+
+    @property
+    def cmd(self) -> CommandSet:
+        return self.obs.message.command
+
+    @property
+    def command_field(self) -> int | None:
+        return self.cmd.command_field
+
+    @property
+    def status(self) -> int | None:
+        return self.cmd.status
+
+    @cached_property
+    def klass(self) -> StatusClass | None:
+        status = self.status
+        return None if status is None else status_class(status)
+
+    @property
+    def final(self) -> bool:
+        """Final per rules.md D12: any class but Pending (and a status must be present)."""
+        return self.klass is not None and self.klass is not StatusClass.PENDING
+
+    @property
+    def op(self) -> Operation | None:
+        return self.lookup.op
+
+    @cached_property
+    def counts(self) -> Counts:
+        return counts(self.cmd)
+
+    @property
+    def has_data_set(self) -> bool:
+        """Data-set PDVs followed the command (``HAS_DS`` in rules.md §0.4)."""
+        return self.obs.message.has_data_set
+
+    @property
+    def announces_data_set(self) -> bool:
+        """Command Data Set Type is present and not 0101H (``DST ≠ 0101``)."""
+        value = self.cmd.us(COMMAND_DATA_SET_TYPE)
+        return value is not None and value != NO_DATA_SET
+
+
+@dataclass(eq=False)
+class AssociationEvent:
+    """What an association rule is given: the association, the event, the open operations."""
+
+    assoc: Association
+    kind: str  # "release-rq", "release-rp", "abort", "end"
+    from_requestor: bool | None
+    frame: int
+    ts: float
+    open_operations: list[Operation]
+    profile: str
+
+
+class Checker:
+    def __init__(
+        self,
+        emit: Callable[[Finding], None],
+        *,
+        profile: str = STANDARD,
+        rules: Iterable[Rule] | None = None,
+    ) -> None:
+        self._emit = emit
+        self.profile = profile
+        self.tracker = OperationTracker()
+        active = [
+            r
+            for r in (rules if rules is not None else RULES.values())
+            if r.check is not None and profile in r.profiles
+        ]
+        self._by_command: dict[int, list[Rule]] = {}
+        self._by_event: dict[str, list[Rule]] = {}
+        for rule in active:
+            for field in rule.applies_to:
+                self._by_command.setdefault(field, []).append(rule)
+            for event in rule.events:
+                self._by_event.setdefault(event, []).append(rule)
+
+    def message(self, obs: ObservedMessage) -> None:
+        found = self.tracker.lookup(obs)
+        rules = self._by_command.get(obs.message.command_field or 0, ())
+        if rules:
+            ctx = MessageContext(obs, found, self.tracker, self.profile)
+            msg = obs.message
+            for rule in rules:
+                for problem in rule.check(ctx):  # type: ignore[misc]
+                    frames = problem.frames or (msg.first_frame, msg.last_frame)
+                    self._emit(
+                        Finding(
+                            rule.id,
+                            problem.message,
+                            min(frames),
+                            max(frames),
+                            msg.ts_first,
+                            obs.association,
+                            obs,
+                            observed_value=problem.observed,
+                            expected=problem.expected,
+                            profile=self.profile,
+                            severity=problem.severity.value if problem.severity else "",
+                        )
+                    )
+        self.tracker.update(obs, found)
+
+    def association_event(
+        self, assoc: Association, kind: str, from_requestor: bool | None, frame: int, ts: float
+    ) -> None:
+        rules = self._by_event.get(kind, ())
+        if rules:
+            event = AssociationEvent(
+                assoc,
+                kind,
+                from_requestor,
+                frame,
+                ts,
+                self.tracker.open_operations(assoc),
+                self.profile,
+            )
+            for rule in rules:
+                for problem in rule.check(event):  # type: ignore[misc]
+                    frames = problem.frames or (frame,)
+                    self._emit(
+                        Finding(
+                            rule.id,
+                            problem.message,
+                            min(frames),
+                            max(frames),
+                            ts,
+                            assoc,
+                            observed_value=problem.observed,
+                            expected=problem.expected,
+                            profile=self.profile,
+                            severity=problem.severity.value if problem.severity else "",
+                        )
+                    )
+        if kind == "end":
+            self.tracker.forget(assoc)
+
+
+__all__ = ["AssociationEvent", "Checker", "MessageContext", "Problem"]
