@@ -102,8 +102,12 @@ class Analysis:
         from_requestor: bool | None,
         frame: int,
         ts: float,
+        pdu: object | None = None,
     ) -> None:
-        self.checker.association_event(association, kind, from_requestor, frame, ts)
+        self.checker.association_event(association, kind, from_requestor, frame, ts, pdu)
+
+    def wants(self, kind: str) -> bool:
+        return self.checker.wants(kind)
 
     def association(self, association: Association) -> None:
         self.checker.association_event(

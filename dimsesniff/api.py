@@ -15,6 +15,7 @@ from .analysis import Analysis, RowWriter
 from .pipeline import Counters, Options, Pipeline
 from .redact import Redactor
 from .report.rows import ASSOCIATION_COLUMNS, MESSAGE_COLUMNS, VIOLATION_COLUMNS
+from .rules.base import STANDARD
 from .sources import FrameReader
 
 TABLE_COLUMNS = {
@@ -40,6 +41,7 @@ def run(
     options: Options | None = None,
     redactor: Redactor | None = None,
     keep_finding: Callable[[str], bool] | None = None,
+    profile: str = STANDARD,
 ) -> RunResult:
     """Analyse ``sources`` in order, as one capture; rows go to ``write`` as they complete.
 
@@ -47,7 +49,7 @@ def run(
     rotation): frame numbers continue across them and connections span them.
     Raises ``sources.CaptureError`` for an input that is not a capture.
     """
-    analysis = Analysis(write, redactor, keep_finding or (lambda _rule: True))
+    analysis = Analysis(write, redactor, keep_finding or (lambda _rule: True), profile)
     pipeline = Pipeline(analysis, options)
     warnings: list[str] = []
     feed = pipeline.feed
@@ -77,6 +79,7 @@ def analyze(
     ports: Sequence[int] = (),
     include_phi: bool = False,
     phi_key: str | None = None,
+    profile: str = STANDARD,
 ) -> Tables:
     """Analyse capture files and return their tables as DataFrames (for notebooks)."""
     import pandas as pd
@@ -89,6 +92,7 @@ def analyze(
         lambda table, row: rows[table].append(row),  # type: ignore[arg-type]
         options=Options(ports=tuple(ports)),
         redactor=Redactor(include_phi=include_phi, key=phi_key),
+        profile=profile,
     )
     frames = {
         name: pd.DataFrame(rows[name], columns=list(cols)) for name, cols in TABLE_COLUMNS.items()

@@ -9,7 +9,7 @@ example, the counts of the previous Pending response when judging this one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from dissectors.dimse import COMMAND_DATA_SET_TYPE, NO_DATA_SET, CommandSet
@@ -82,12 +82,32 @@ class AssociationEvent:
     """What an association rule is given: the association, the event, the open operations."""
 
     assoc: Association
-    kind: str  # "release-rq", "release-rp", "abort", "end"
+    kind: str  # see EVENTS
     from_requestor: bool | None
     frame: int
     ts: float
-    open_operations: list[Operation]
+    tracker: OperationTracker
     profile: str
+    pdu: object | None = None  # the upper-layer event (AssociateRQ, PDataTF, Pdv...), if any
+    scratch: dict = field(default_factory=dict)  # per-association state kept for rules
+
+    @cached_property
+    def open_operations(self) -> list[Operation]:
+        """Operations of this association still waiting for their final response."""
+        return self.tracker.open_operations(self.assoc)
+
+
+EVENTS = (
+    "associate-rq",
+    "associate-ac",
+    "associate-rj",  # after the association record took it in
+    "pdata",  # a P-DATA-TF header (pdu = PDataTF)
+    "pdv",  # the first piece of each PDV (pdu = Pdv)
+    "release-rq",
+    "release-rp",
+    "abort",
+    "end",  # the association is over (after release, abort, close or capture end)
+)
 
 
 class Checker:
@@ -106,11 +126,12 @@ class Checker:
             for r in (rules if rules is not None else RULES.values())
             if r.check is not None and profile in r.profiles
         ]
+        self._scratch: dict[int, dict] = {}
         self._by_command: dict[int, list[Rule]] = {}
         self._by_event: dict[str, list[Rule]] = {}
         for rule in active:
-            for field in rule.applies_to:
-                self._by_command.setdefault(field, []).append(rule)
+            for command_field in rule.applies_to:
+                self._by_command.setdefault(command_field, []).append(rule)
             for event in rule.events:
                 self._by_event.setdefault(event, []).append(rule)
 
@@ -140,19 +161,24 @@ class Checker:
                     )
         self.tracker.update(obs, found)
 
+    def wants(self, kind: str) -> bool:
+        """Whether any active rule listens to this event (spares the hot path otherwise)."""
+        return kind in self._by_event
+
     def association_event(
-        self, assoc: Association, kind: str, from_requestor: bool | None, frame: int, ts: float
+        self,
+        assoc: Association,
+        kind: str,
+        from_requestor: bool | None,
+        frame: int,
+        ts: float,
+        pdu: object | None = None,
     ) -> None:
         rules = self._by_event.get(kind, ())
         if rules:
+            scratch = self._scratch.setdefault(assoc.id, {})
             event = AssociationEvent(
-                assoc,
-                kind,
-                from_requestor,
-                frame,
-                ts,
-                self.tracker.open_operations(assoc),
-                self.profile,
+                assoc, kind, from_requestor, frame, ts, self.tracker, self.profile, pdu, scratch
             )
             for rule in rules:
                 for problem in rule.check(event):  # type: ignore[misc]
@@ -173,6 +199,7 @@ class Checker:
                     )
         if kind == "end":
             self.tracker.forget(assoc)
+            self._scratch.pop(assoc.id, None)
 
 
 __all__ = ["AssociationEvent", "Checker", "MessageContext", "Problem"]

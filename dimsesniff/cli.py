@@ -6,6 +6,7 @@ Exit codes, like a linter: 0 nothing at or above ``--fail-on`` was found,
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from enum import StrEnum
@@ -27,11 +28,17 @@ from .sources import CaptureError
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="DICOM network traffic analyzer: associations, DIMSE messages and Query/Retrieve "
     "response checks from pcap/pcapng captures.",
 )
 err = Console(stderr=True)
+
+
+class Profile(StrEnum):
+    standard = "standard"
+    seed_tables = "ps3.2-tables"
 
 
 class FailOn(StrEnum):
@@ -128,6 +135,13 @@ def analyze(
         list[str] | None,
         typer.Option(help="Do not report these rule IDs or prefixes (comma-separated)."),
     ] = None,
+    profile: Annotated[
+        Profile,
+        typer.Option(
+            help="standard: PS3.4/PS3.7 normative text; ps3.2-tables: the PS3.2 "
+            "Annex N tables N.7-48..N.7-51 read literally."
+        ),
+    ] = Profile.standard,
     fail_on: Annotated[
         FailOn,
         typer.Option(help="Exit with 1 when a finding of this severity or worse is reported."),
@@ -191,6 +205,7 @@ def analyze(
             options=Options(ports=tuple(port or ())),
             redactor=Redactor(include_phi=include_phi, key=phi_key),
             keep_finding=keep,
+            profile=profile.value,
         )
     except CaptureError as exc:
         raise fail(str(exc)) from None
@@ -247,7 +262,17 @@ def version() -> None:
 
 
 def main() -> None:
+    """Entry point: no traceback reaches the user unless DIMSESNIFF_DEBUG is set."""
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
+        if os.environ.get("DIMSESNIFF_DEBUG"):
+            raise
+        err.print(
+            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(set DIMSESNIFF_DEBUG=1 for the traceback, and please report it)",
+            highlight=False,
+        )
+        sys.exit(2)

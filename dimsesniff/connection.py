@@ -113,6 +113,8 @@ class DicomConnection:
         self._held_events: list[list[UlEvent]] = [[], []]
         self._probed = [0, 0]
         self._outstanding: dict[tuple[bool, int], ObservedMessage] = {}
+        self._want_pdata = sink.wants("pdata")
+        self._want_pdv = sink.wants("pdv")
         self._message_index = 0
         if force and syn_seen is False:
             self._decide_dicom(frame, ts)
@@ -241,10 +243,17 @@ class DicomConnection:
         assembler = self._assemblers[side]
         for ev in events:
             if isinstance(ev, Pdv):
+                if ev.first and self._want_pdv:
+                    self._sink.event(
+                        assoc, "pdv", self._from_requestor(side), ev.first_frame, ev.ts, ev
+                    )
                 for item in assembler.pdv(ev):
                     self._assembled(side, item)
             elif isinstance(ev, PDataTF):
-                continue
+                if self._want_pdata:
+                    self._sink.event(
+                        assoc, "pdata", self._from_requestor(side), ev.frame, ev.ts, ev
+                    )
             elif isinstance(ev, Lost):
                 self._finding(
                     DecodeFinding(
@@ -274,10 +283,16 @@ class DicomConnection:
                 assoc.requestor_is_initiator = False
             assoc.start_frame, assoc.start_ts = ev.first_frame, ev.ts
             assoc.on_rq(ev)
+            self._sink.event(assoc, "associate-rq", True, ev.last_frame, ev.ts, ev)
         elif isinstance(ev, AssociateAC):
+            state = assoc.state
             assoc.on_ac(ev)
+            self._sink.event(
+                assoc, "associate-ac", from_requestor, ev.last_frame, ev.ts, (state, ev)
+            )
         elif isinstance(ev, AssociateRJ):
             assoc.on_rj(ev)
+            self._sink.event(assoc, "associate-rj", from_requestor, ev.last_frame, ev.ts, ev)
             assoc.end_reason = (
                 f"rejected (result {ev.result}, source {ev.source}, reason {ev.reason})"
             )
@@ -286,18 +301,22 @@ class DicomConnection:
             if assoc.state != "releasing":
                 assoc.state = "releasing"
                 assoc.release_requested_by = "requestor" if from_requestor else "acceptor"
-            self._sink.event(assoc, "release-rq", from_requestor, ev.last_frame, ev.ts)
+            self._sink.event(assoc, "release-rq", from_requestor, ev.last_frame, ev.ts, ev)
         elif isinstance(ev, ReleaseRP):
             assoc.state = "released"
             assoc.end_reason = "released"
             assoc.end_frame, assoc.end_ts = ev.last_frame, ev.ts
-            self._sink.event(assoc, "release-rp", from_requestor, ev.last_frame, ev.ts)
+            self._sink.event(assoc, "release-rp", from_requestor, ev.last_frame, ev.ts, ev)
         elif isinstance(ev, Abort):
             assoc.state = "aborted"
             who = "requestor" if from_requestor else "acceptor"
             assoc.end_reason = f"aborted by {who} (source {ev.source}, reason {ev.reason})"
             assoc.end_frame, assoc.end_ts = ev.last_frame, ev.ts
-            self._sink.event(assoc, "abort", from_requestor, ev.last_frame, ev.ts)
+            self._sink.event(assoc, "abort", from_requestor, ev.last_frame, ev.ts, ev)
+
+    def _from_requestor(self, side: int) -> bool:
+        assoc = self.association
+        return (side == 0) == (assoc is None or assoc.requestor_is_initiator)
 
     def _finding(self, ev: DecodeFinding, side: int) -> None:
         assoc = self.association

@@ -153,7 +153,9 @@ class Pdv:
     the piece that completes the PDV.  ``control`` is the Message Control
     Header: bit 0 = command (1) / data set (0), bit 1 = last fragment.
     ``first_frame`` is where the piece began (for a PDV's first piece, the
-    frame holding its PDV header); ``frame`` is where it ended.
+    frame holding its PDV header); ``frame`` is where it ended.  ``first``
+    marks a PDV's first piece and ``length`` is the whole fragment's length
+    (PDV item-length minus the 2 header bytes), known from the PDV header.
     """
 
     context_id: int
@@ -163,6 +165,8 @@ class Pdv:
     first_frame: int
     frame: int
     ts: float
+    first: bool = True
+    length: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,8 @@ class PduParser:
         self._pdu_first_frame = 0
         self._pdu_first_ts = 0.0
         self._pdv_first_frame = 0
+        self._pdv_first = False
+        self._pdv_length = 0
         self._skipped = 0
         self._frame = 0
         self._ts = 0.0
@@ -110,21 +112,7 @@ class PduParser:
             if self._state == PDV_DATA:
                 # Fast path for bulk data (C-STORE pixel data): no copy into the buffer.
                 take = min(len(data), self._pdv_left)
-                self._pdv_left -= take
-                self._remaining -= take
-                end = self._pdv_left == 0
-                piece = data if take == len(data) else data[:take]
-                events.append(
-                    Pdv(
-                        self._pdv_ctx,
-                        self._pdv_mch,
-                        bytes(piece),
-                        end,
-                        self._piece_frame(),
-                        frame,
-                        ts,
-                    )
-                )
+                end = self._piece(events, bytes(data if take == len(data) else data[:take]))
                 if not end:
                     return events
                 self._after_pdv()
@@ -143,7 +131,7 @@ class PduParser:
             self._remaining -= missing
             events: list[UlEvent] = [Lost(missing, True, frame, ts)]
             if self._pdv_left == 0:
-                events.append(Pdv(self._pdv_ctx, self._pdv_mch, b"", True, frame, frame, ts))
+                self._piece(events, b"")
                 self._after_pdv()
             return events
         if self._state == SKIP_PDU and not self._buf and 0 < missing <= self._remaining:
@@ -187,11 +175,31 @@ class PduParser:
         """
         self._start_frame, self._start_ts = self._frame, self._ts
 
-    def _piece_frame(self) -> int:
-        """First frame of a PDV piece: where its PDV header began, for the first piece."""
-        frame = self._pdv_first_frame
+    def _piece(self, events: list[UlEvent], data: bytes) -> bool:
+        """Emit the next piece of the current PDV; True when it completes the PDV.
+
+        The first piece's ``first_frame`` is where the PDV header began; later
+        pieces begin in the frame that brought them.
+        """
+        self._pdv_left -= len(data)
+        self._remaining -= len(data)
+        end = self._pdv_left == 0
+        events.append(
+            Pdv(
+                self._pdv_ctx,
+                self._pdv_mch,
+                data,
+                end,
+                self._pdv_first_frame,
+                self._frame,
+                self._ts,
+                self._pdv_first,
+                self._pdv_length,
+            )
+        )
         self._pdv_first_frame = self._frame
-        return frame
+        self._pdv_first = False
+        return end
 
     def _run(self, events: list[UlEvent]) -> None:
         buf = self._buf
@@ -204,20 +212,7 @@ class PduParser:
                 chunk = bytes(buf) if take == len(buf) else bytes(buf[:take])
                 del buf[:take]
                 self._consumed()
-                self._pdv_left -= take
-                self._remaining -= take
-                end = self._pdv_left == 0
-                events.append(
-                    Pdv(
-                        self._pdv_ctx,
-                        self._pdv_mch,
-                        chunk,
-                        end,
-                        self._piece_frame(),
-                        self._frame,
-                        self._ts,
-                    )
-                )
+                end = self._piece(events, chunk)
                 if not end:
                     return
                 self._after_pdv()
@@ -254,10 +249,9 @@ class PduParser:
                 self._consumed()
                 self._remaining -= 6
                 self._pdv_ctx, self._pdv_mch, self._pdv_left = ctx, mch, item_len - 2
+                self._pdv_length, self._pdv_first = item_len - 2, True
                 if self._pdv_left == 0:
-                    events.append(
-                        Pdv(ctx, mch, b"", True, self._piece_frame(), self._frame, self._ts)
-                    )
+                    self._piece(events, b"")
                     self._after_pdv()
                 else:
                     self._state = PDV_DATA

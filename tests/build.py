@@ -87,6 +87,7 @@ def associate_rq(
     ),
     max_pdu: int = 16384,
     extra_user_items: bytes = b"",
+    version: int = 1,
 ) -> bytes:
     items = item(0x10, b"1.2.840.10008.3.1.1.1")
     for ctx_id, abstract, transfers in contexts:
@@ -94,7 +95,7 @@ def associate_rq(
         items += item(0x20, bytes([ctx_id, 0, 0, 0]) + sub)
     user = item(0x51, struct.pack(">I", max_pdu)) + item(0x52, b"1.2.3.4") + extra_user_items
     items += item(0x50, user)
-    return pdu(0x01, struct.pack(">HH", 1, 0) + ae(called) + ae(calling) + bytes(32) + items)
+    return pdu(0x01, struct.pack(">HH", version, 0) + ae(called) + ae(calling) + bytes(32) + items)
 
 
 def associate_ac(
@@ -102,11 +103,12 @@ def associate_ac(
     calling: str = "SCU",
     results: tuple[tuple[int, int, str], ...] = ((1, 0, "1.2.840.10008.1.2"),),
     max_pdu: int = 16384,
+    extra_user_items: bytes = b"",
 ) -> bytes:
     items = item(0x10, b"1.2.840.10008.3.1.1.1")
     for ctx_id, result, transfer in results:
         items += item(0x21, bytes([ctx_id, 0, result, 0]) + item(0x40, transfer.encode()))
-    items += item(0x50, item(0x51, struct.pack(">I", max_pdu)))
+    items += item(0x50, item(0x51, struct.pack(">I", max_pdu)) + extra_user_items)
     return pdu(0x02, struct.pack(">HH", 1, 0) + ae(called) + ae(calling) + bytes(32) + items)
 
 
@@ -137,3 +139,37 @@ def find_rq(message_id: int = 1, identifier: bytes | None = None, ctx: int = 1) 
     if identifier is not None:
         out += p_data(pdv(ctx, 0x02, identifier))
     return out
+
+
+def echo_rq(message_id: int = 1, ctx: int = 1, control: int = 0x03) -> bytes:
+    cmd = command_set(
+        {
+            dimse.AFFECTED_SOP_CLASS_UID: "1.2.840.10008.1.1",
+            dimse.COMMAND_FIELD: dimse.Command.C_ECHO_RQ,
+            dimse.MESSAGE_ID: message_id,
+            dimse.COMMAND_DATA_SET_TYPE: 0x0101,
+        }
+    )
+    return p_data(pdv(ctx, control, cmd))
+
+
+def echo_rsp(message_id: int = 1, ctx: int = 1, status: int = 0) -> bytes:
+    cmd = command_set(
+        {
+            dimse.AFFECTED_SOP_CLASS_UID: "1.2.840.10008.1.1",
+            dimse.COMMAND_FIELD: dimse.Command.C_ECHO_RSP,
+            dimse.MESSAGE_ID_BEING_RESPONDED_TO: message_id,
+            dimse.COMMAND_DATA_SET_TYPE: 0x0101,
+            dimse.STATUS: status,
+        }
+    )
+    return p_data(pdv(ctx, 0x03, cmd))
+
+
+ECHO_CONTEXT = ((1, "1.2.840.10008.1.1", ("1.2.840.10008.1.2",)),)
+
+
+def role_item(uid: str, scu: int, scp: int) -> bytes:
+    """SCP/SCU Role Selection sub-item (PS3.7 Table D.3-9)."""
+    raw = uid.encode()
+    return item(0x54, struct.pack(">H", len(raw)) + raw + bytes([scu, scp]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dimsesniff.rules import RULES, get
+from tests.rules.test_upper_layer import CASES as CONVERSATION_CASES
 
 CASES = Path(__file__).parent / "cases"
 CHECKED = sorted(r.id for r in RULES.values() if r.check is not None)
@@ -28,6 +29,11 @@ def test_get_unknown_rule_raises():
 
 @pytest.mark.parametrize("rule_id", CHECKED)
 def test_every_checked_rule_has_cases_both_ways(rule_id):
+    assert RULES[rule_id].doc, f"{rule_id}: docstring has no body explaining why"
+    if rule_id in CONVERSATION_CASES:  # upper-layer rules: (fires, passes) conversations
+        fires, passes = CONVERSATION_CASES[rule_id]
+        assert fires and passes
+        return
     path = CASES / f"{rule_id}.toml"
     assert path.exists(), f"missing {path.name}"
     data = tomllib.loads(path.read_text())
