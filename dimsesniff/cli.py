@@ -33,7 +33,7 @@ app = typer.Typer(
     help="DICOM network traffic analyzer: associations, DIMSE messages and Query/Retrieve "
     "response checks from pcap/pcapng captures.",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Profile(StrEnum):

@@ -175,11 +175,7 @@ class DicomConnection:
             if len(head) >= 6:
                 if looks_like_associate_rq(head):
                     self._decide_dicom(frame, ts)
-                elif self.force:
-                    self._parsers = (
-                        PduParser(start_in_resync=True),
-                        PduParser(start_in_resync=True),
-                    )
+                elif self.force:  # the stream's real start: garbage is a finding
                     self._decide_dicom(frame, ts)
                 else:
                     self.state = NOT_DICOM
