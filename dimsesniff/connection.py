@@ -173,9 +173,8 @@ class DicomConnection:
             self._held_bytes[side].append((data, frame, ts))
             head = b"".join(chunk for chunk, _, _ in self._held_bytes[0])
             if len(head) >= 6:
-                if looks_like_associate_rq(head):
-                    self._decide_dicom(frame, ts)
-                elif self.force:  # the stream's real start: garbage is a finding
+                # With --port, the stream's real start is decoded whatever it holds.
+                if looks_like_associate_rq(head) or self.force:
                     self._decide_dicom(frame, ts)
                 else:
                     self.state = NOT_DICOM

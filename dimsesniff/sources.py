@@ -28,7 +28,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NamedTuple, NoReturn
 
 Frame = tuple[float, int, bytes]
 """(timestamp in seconds since the epoch, pcap link type, captured bytes)."""
@@ -77,16 +77,15 @@ class CaptureError(Exception):
     """The input cannot be read as a capture; the message is one line for the user."""
 
 
-class _Interface:
-    """What an EPB needs from its interface description block."""
+class _Interface(NamedTuple):
+    """What a packet block needs from its interface description block."""
 
-    __slots__ = ("linktype", "snaplen", "divisor", "offset")
-
-    def __init__(self, linktype: int, snaplen: int, divisor: float, offset: float) -> None:
-        self.linktype = linktype
-        self.snaplen = snaplen
-        self.divisor = divisor  # timestamp units per second
-        self.offset = offset  # if_tsoffset, seconds to add
+    linktype: int
+    snaplen: int
+    # Timestamp units per second, an int so that int / int rounds once,
+    # correctly, to the nearest float.
+    divisor: int
+    offset: int  # if_tsoffset, seconds to add
 
 
 class _Stop(Exception):
@@ -336,6 +335,17 @@ class FrameReader:
                         return
                     buf, pos, size = self._buf, self._pos, len(self._buf)
                 btype, blen = head_unpack(buf, pos)
+                if btype == _EPB and 32 <= blen <= max_packet_block and pos + blen <= size:
+                    # Fast path: a whole, plausible enhanced packet block in the buffer.
+                    ifid, ts_hi, ts_lo, caplen, _olen = epb_unpack(buf, pos + 8)
+                    if ifid < len(interfaces) and caplen <= blen - 32 and not blen & 3:
+                        linktype, _snaplen, divisor, offset = interfaces[ifid]
+                        last_ts = ((ts_hi << 32) | ts_lo) / divisor + offset
+                        count += 1
+                        yield last_ts, linktype, buf[pos + 28 : pos + 28 + caplen]
+                        pos += blen
+                        continue
+                    # Otherwise the general path below reports what is wrong.
                 if btype == _SHB:
                     # A new section, maybe in the other byte order: its length
                     # can only be read once its byte-order magic is known.
@@ -433,8 +443,8 @@ class FrameReader:
         if body_len < 8:
             self._fail("interface description block too short (corrupt file)")
         linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, body)
-        divisor = 1e6
-        offset = 0.0
+        divisor = 1_000_000
+        offset = 0
         opt = body + 8
         end = body + body_len
         unpack_opt = struct.Struct(order + "HH").unpack_from
@@ -448,9 +458,9 @@ class FrameReader:
             if code == _OPT_IF_TSRESOL and olen >= 1:
                 # High bit clear: resolution is 10**-n seconds; set: 2**-n.
                 res = buf[value]
-                divisor = float(2 ** (res & 0x7F)) if res & 0x80 else float(10**res)
+                divisor = 2 ** (res & 0x7F) if res & 0x80 else 10**res
             elif code == _OPT_IF_TSOFFSET and olen >= 8:
-                offset = float(struct.unpack_from(order + "q", buf, value)[0])
+                offset = struct.unpack_from(order + "q", buf, value)[0]
             opt = value + ((olen + 3) & ~3)
         return _Interface(linktype, snaplen, divisor, offset)
 

@@ -11,6 +11,11 @@ sequence number, starts a new connection (port reuse), as Wireshark's
 ``tcp.stream`` does.  Without a SYN, a connection starts at its first segment
 that carries payload, so stray ACKs after a close do not create ghosts.
 
+Who initiated: the sender of the SYN; if only the SYN-ACK was captured, its
+receiver (the handshake still says who asked, and both streams still start
+at their first byte, so ``syn_seen`` is True); otherwise the sender of the
+first segment seen (``syn_seen`` False: the streams may start mid-way).
+
 Memory is bounded on hostile or huge captures: at most ``max_flows``
 connections (the least recently used one is evicted, with a
 ``TCP-FLOW-CAP`` finding), at most ``max_buffered_per_direction`` bytes
@@ -101,8 +106,9 @@ class FlowTable:
         self._next_id = 0
         self._last_frame = 0
 
-    def __len__(self) -> int:
-        """Number of open connections."""
+    @property
+    def open_connections(self) -> int:
+        """Number of connections currently followed."""
         return len(self._conns)
 
     # ---------------------------------------------------------------- public
@@ -123,7 +129,7 @@ class FlowTable:
             own.receive(seq, payload, frame, ts, out)
         if flags & ACK:
             peer.acked = ack
-            if peer.buffered:
+            if peer.buffered or conn.closing:
                 peer.on_ack(frame, ts, out)
         if conn.closing and own.finished and peer.finished:
             self._end(conn, "fin", frame, ts, out)
@@ -221,7 +227,7 @@ class FlowTable:
             own.receive(data_seq, payload, frame, ts, out)
         if flags & ACK:
             peer.acked = ack
-            if peer.buffered:
+            if peer.buffered or conn.closing:
                 peer.on_ack(frame, ts, out)
         if flags & FIN:
             conn.closing = True

@@ -139,7 +139,9 @@ def decode_tcp(linktype: int, frame: bytes | memoryview) -> Segment | None:
                 if proto != _IP_PROTO_TCP or frag & _IPV4_MF_OR_OFFSET:
                     return None
                 size = len(frame)
-                end = size if total == 0 else min(14 + total, size)
+                end = 14 + total
+                if end > size or total == 0:
+                    end = size  # cut by the snap length, or TSO (see _decode)
                 data = 34 + ((off_flags >> 12) << 2)
                 if data < 54 or data > end:
                     return None

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Callable
 
 from dissectors.stream_events import StreamData, StreamEvent, StreamGap, TcpFinding
@@ -111,7 +110,8 @@ class TcpStream:
         "fin_off",
         "_starts",
         "_pieces",
-        "_history",
+        "_hist_starts",
+        "_hist_data",
         "_history_size",
         "_warned_window",
     )
@@ -146,8 +146,9 @@ class TcpStream:
         # _starts[i] is the offset of _pieces[i] = (data, frame, ts).
         self._starts: list[int] = []
         self._pieces: list[tuple[bytes, int, float]] = []
-        # (offset, data) of recently delivered segments, oldest first.
-        self._history: deque[tuple[int, bytes]] = deque()
+        # Recently delivered segments, oldest first: offsets (for bisect) and bytes.
+        self._hist_starts: list[int] = []
+        self._hist_data: list[bytes] = []
         self._history_size = 0
         self._warned_window = False
 
@@ -168,7 +169,8 @@ class TcpStream:
             self.next_seq = (seq + n) & SEQ_MASK
             out.append(_new_stream_data(self.conn, self.from_initiator, data, frame, ts))
             if self.history_bytes:
-                self._history.append((pos, data))
+                self._hist_starts.append(pos)
+                self._hist_data.append(data)
                 self._history_size += n
                 if self._history_size > 2 * self.history_bytes:
                     self._trim_history()
@@ -180,10 +182,16 @@ class TcpStream:
         self._receive_slow(seq, data, frame, ts, out)
 
     def on_ack(self, frame: int, ts: float, out: list[StreamEvent]) -> None:
-        """The other side acknowledged ``acked``: holes below it were lost by the capture."""
-        upto = self._acked_offset()
-        if upto is not None and self._starts:
-            self._flush_to(upto, frame, ts, out)
+        """The other side acknowledged ``acked``: holes below it were lost by the capture.
+
+        Only a hole with something after it (buffered data or the FIN) is
+        declared: with nothing after it, the acknowledged bytes may simply
+        not have reached the capture yet.
+        """
+        if self._starts or (self.fin_off is not None and self.pos < self.fin_off):
+            upto = self._acked_offset()
+            if upto is not None:
+                self._flush_to(upto, frame, ts, out)
 
     def fin(self, seq: int) -> None:
         """A FIN with sequence number ``seq`` (after the segment's payload) was seen."""
@@ -230,7 +238,8 @@ class TcpStream:
         self._starts.clear()
         self._pieces.clear()
         self.buffered = 0
-        self._history.clear()
+        self._hist_starts.clear()
+        self._hist_data.clear()
         self._history_size = 0
 
     # ------------------------------------------------------------- internals
@@ -244,7 +253,10 @@ class TcpStream:
         if self.acked is None or not self.started:
             return None
         d = self._distance(self.acked)
-        return self.pos + d if 0 < d <= MAX_WINDOW else None
+        if not 0 < d <= MAX_WINDOW:
+            return None
+        # The FIN takes a sequence number but is not a byte of the stream.
+        return self.pos + d if self.fin_off is None else min(self.pos + d, self.fin_off)
 
     def _receive_slow(
         self, seq: int, data: bytes, frame: int, ts: float, out: list[StreamEvent]
@@ -298,19 +310,20 @@ class TcpStream:
         self.next_seq = (self.next_seq + n) & SEQ_MASK
         out.append(_new_stream_data(self.conn, self.from_initiator, data, frame, ts))
         if self.history_bytes:
-            self._history.append((pos, data))
+            self._hist_starts.append(pos)
+            self._hist_data.append(data)
             self._history_size += n
             if self._history_size > 2 * self.history_bytes:
                 self._trim_history()
 
     def _trim_history(self) -> None:
-        # Trimmed in batches (down to history_bytes once it reaches twice
-        # that) so the per-segment cost is one append and one comparison.
-        history = self._history
-        size = self._history_size
-        while size - len(history[0][1]) >= self.history_bytes:
-            size -= len(history.popleft()[1])
-        self._history_size = size
+        # Trimmed in batches (down to about history_bytes once it reaches twice
+        # that) so the per-segment cost is two appends and one comparison; the
+        # cut point is found by bisecting the offsets, not by walking segments.
+        hist_starts = self._hist_starts
+        k = bisect_right(hist_starts, self.pos - self.history_bytes)
+        del hist_starts[:k], self._hist_data[:k]
+        self._history_size = self.pos - hist_starts[0] if hist_starts else 0
 
     def _gap(self, missing: int, frame: int, ts: float, out: list[StreamEvent]) -> None:
         out.append(StreamGap(self.conn, self.from_initiator, missing, frame, ts))
@@ -358,62 +371,75 @@ class TcpStream:
             pieces.insert(i, (data, frame, ts))
             self.buffered += len(data)
             return
-        # Overlaps buffered pieces: keep only the uncovered parts of the new data.
-        uncovered: list[tuple[int, int]] = []
-        conflict = 0
+        # Overlaps buffered pieces: keep only the uncovered parts of the new
+        # data, rebuilding the affected run of pieces in one splice so a
+        # segment spanning many small pieces costs one pass, not one insert each.
+        first = i - 1 if prev_end > start else i
+        run_starts: list[int] = []
+        run_pieces: list[tuple[bytes, int, float]] = []
+        conflict_lo = end
+        conflict_hi = 0
         cur = start
-        j = i - 1 if i else 0
+        j = first
         while j < len(starts) and starts[j] < end:
             p_start = starts[j]
             p_data = pieces[j][0]
             p_end = p_start + len(p_data)
-            j += 1
-            if p_end <= cur:
-                continue
             if p_start > cur:
-                uncovered.append((cur, p_start))
+                run_starts.append(cur)
+                run_pieces.append((data[cur - start : p_start - start], frame, ts))
+                self.buffered += p_start - cur
             a = max(p_start, cur)
             b = min(p_end, end)
             if data[a - start : b - start] != p_data[a - p_start : b - p_start]:
-                conflict += b - a
-            cur = b
+                conflict_lo = min(conflict_lo, a)
+                conflict_hi = b
+            run_starts.append(p_start)
+            run_pieces.append(pieces[j])
+            cur = max(cur, p_end)
+            j += 1
         if cur < end:
-            uncovered.append((cur, end))
-        if conflict:
-            self._conflict(conflict, start, "buffered", frame, ts, out)
-        for a, b in uncovered:
-            k = bisect_left(starts, a)
-            starts.insert(k, a)
-            pieces.insert(k, (data[a - start : b - start], frame, ts))
-            self.buffered += b - a
+            run_starts.append(cur)
+            run_pieces.append((data[cur - start :], frame, ts))
+            self.buffered += end - cur
+        starts[first:j] = run_starts
+        pieces[first:j] = run_pieces
+        if conflict_hi:
+            self._conflict(conflict_lo, conflict_hi, "buffered", frame, ts, out)
 
     def _compare_history(
         self, start: int, data: bytes, frame: int, ts: float, out: list[StreamEvent]
     ) -> None:
         """Compare resent bytes with the delivered copy still remembered."""
         end = start + len(data)
-        conflict = 0
-        for h_start, h_data in reversed(self._history):
+        hist_starts, hist_data = self._hist_starts, self._hist_data
+        # Found by bisection: a peer resending old ranges costs nothing per remembered segment.
+        k = max(bisect_right(hist_starts, start) - 1, 0)
+        conflict_lo = end
+        conflict_hi = 0
+        while k < len(hist_starts) and hist_starts[k] < end:
+            h_start = hist_starts[k]
+            h_data = hist_data[k]
+            k += 1
             h_end = h_start + len(h_data)
             if h_end <= start:
-                break
-            if h_start >= end:
                 continue
             a = max(h_start, start)
             b = min(h_end, end)
             if data[a - start : b - start] != h_data[a - h_start : b - h_start]:
-                conflict += b - a
-        if conflict:
-            self._conflict(conflict, start, "delivered", frame, ts, out)
+                conflict_lo = min(conflict_lo, a)
+                conflict_hi = b
+        if conflict_hi:
+            self._conflict(conflict_lo, conflict_hi, "delivered", frame, ts, out)
 
     def _conflict(
-        self, count: int, start: int, where: str, frame: int, ts: float, out: list[StreamEvent]
+        self, lo: int, hi: int, where: str, frame: int, ts: float, out: list[StreamEvent]
     ) -> None:
         out.append(
             TcpFinding(
                 self.conn,
                 OVERLAP_CONFLICT,
-                f"{self._direction()}: {count} resent bytes near stream offset {start} differ "
+                f"{self._direction()}: resent bytes within stream offsets {lo}-{hi - 1} differ "
                 f"from the copy already {where}; the first copy is kept",
                 frame,
                 ts,
