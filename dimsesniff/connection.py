@@ -125,7 +125,11 @@ class DicomConnection:
         """Feed in-order bytes; returns the detection state afterwards."""
         side = 0 if from_initiator else 1
         if self.state == DICOM:
-            self._handle(side, self._parsers[side].feed(data, frame, ts))
+            parser = self._parsers[side]
+            # Bulk data nobody reads (C-STORE pixel data) is counted, not parsed.
+            if self._assemblers[side].counting_only and parser.skip(data, frame, ts):
+                return DICOM
+            self._handle(side, parser.feed(data, frame, ts))
         elif self.state == UNDECIDED:
             self._probe(side, data, frame, ts)
         return self.state

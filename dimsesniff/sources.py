@@ -320,7 +320,7 @@ class FrameReader:
         interfaces: list[_Interface] = []
         max_packet_block = 32 + self.max_caplen + 65536  # header, data, options
         head_unpack = struct.Struct(order + "II").unpack_from
-        epb_unpack = struct.Struct(order + "IIIII").unpack_from
+        epb_unpack = struct.Struct(order + "7I").unpack_from
         count = 0
         last_ts = 0.0
         buf, pos = self._buf, self._pos
@@ -334,25 +334,33 @@ class FrameReader:
                             self._truncated(count, "block header")
                         return
                     buf, pos, size = self._buf, self._pos, len(self._buf)
-                btype, blen = head_unpack(buf, pos)
-                if btype == _EPB and 32 <= blen <= max_packet_block and pos + blen <= size:
-                    # Fast path: a whole, plausible enhanced packet block in the buffer.
-                    ifid, ts_hi, ts_lo, caplen, _olen = epb_unpack(buf, pos + 8)
-                    if ifid < len(interfaces) and caplen <= blen - 32 and not blen & 3:
+                if size - pos >= 28:
+                    # Fast path: a whole, plausible enhanced packet block in the
+                    # buffer, its header and fixed fields read in one unpack.
+                    btype, blen, ifid, ts_hi, ts_lo, caplen, _olen = epb_unpack(buf, pos)
+                    if (
+                        btype == _EPB
+                        and caplen <= blen - 32
+                        and pos + blen <= size
+                        and blen <= max_packet_block
+                        and ifid < len(interfaces)
+                        and not blen & 3
+                    ):
                         linktype, _snaplen, divisor, offset = interfaces[ifid]
                         last_ts = ((ts_hi << 32) | ts_lo) / divisor + offset
                         count += 1
                         yield last_ts, linktype, buf[pos + 28 : pos + 28 + caplen]
                         pos += blen
                         continue
-                    # Otherwise the general path below reports what is wrong.
+                    # Anything else: the general path below, which says what is wrong.
+                btype, blen = head_unpack(buf, pos)
                 if btype == _SHB:
                     # A new section, maybe in the other byte order: its length
                     # can only be read once its byte-order magic is known.
                     self._buf, self._pos, self.frames = buf, pos, count
                     order = self._read_section_header(first=False)
                     head_unpack = struct.Struct(order + "II").unpack_from
-                    epb_unpack = struct.Struct(order + "IIIII").unpack_from
+                    epb_unpack = struct.Struct(order + "7I").unpack_from
                     interfaces = []
                     buf, pos, size = self._buf, self._pos, len(self._buf)
                     continue
@@ -379,7 +387,7 @@ class FrameReader:
                     buf, pos, size = self._buf, self._pos, len(self._buf)
                 body_len = blen - 12
                 if btype == _EPB and body_len >= 20:
-                    ifid, ts_hi, ts_lo, caplen, _olen = epb_unpack(buf, pos + 8)
+                    _, _, ifid, ts_hi, ts_lo, caplen, _olen = epb_unpack(buf, pos)
                     data = pos + 28
                 elif btype == _SPB and body_len >= 4:
                     # No interface id (always the first) and no timestamp: the

@@ -112,6 +112,12 @@ class DimseAssembler:
     def in_progress(self) -> bool:
         return self._cur is not None
 
+    @property
+    def counting_only(self) -> bool:
+        """In a data set that is counted, not kept: its bytes may be skipped unseen."""
+        cur = self._cur
+        return cur is not None and cur.message is not None and not cur.keep
+
     def pdv(self, ev: Pdv) -> list[DimseMessage | DecodeFinding]:
         """One PDV piece; returns the messages (and findings) it completes."""
         out: list[DimseMessage | DecodeFinding] = []
@@ -183,7 +189,7 @@ class DimseAssembler:
                     ev.ts,
                 )
             )
-        message.data_set_length += len(ev.data)
+        message.data_set_length += len(ev.data) + ev.skipped
         if ev.end:
             message.data_pdvs += 1
         if cur.keep:

@@ -1,8 +1,9 @@
 """One captured frame to one TCP segment: link layer, IPv4/IPv6, TCP header.
 
 This is the per-packet hot path (every frame of a 300 MB capture goes through
-it), so it is written as one flat function over the frame buffer: offsets and
-``struct.unpack_from``, no object per layer.  It is also the first code to
+it), so it is written as flat code over the frame buffer: offsets and
+``struct.unpack_from``, no object per layer, and a single unpack for the
+common untagged Ethernet/IPv4/TCP frame.  It is also the first code to
 touch hostile bytes, so it has one contract: it returns a ``Segment`` or
 ``None`` and never raises, whatever the frame holds.
 

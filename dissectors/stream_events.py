@@ -32,7 +32,7 @@ class StreamOpen:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class StreamData:
     """In-order payload bytes of one direction, from one captured segment."""
 
@@ -43,7 +43,7 @@ class StreamData:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class StreamGap:
     """Bytes that were never captured (lost segment); the stream resumes after them.
 

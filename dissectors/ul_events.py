@@ -135,7 +135,7 @@ class Abort:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class PDataTF:
     """Header of a P-DATA-TF PDU (PS3.8 §9.3.5); its PDVs follow as ``Pdv`` events."""
 
@@ -144,7 +144,7 @@ class PDataTF:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class Pdv:
     """A piece of one Presentation Data Value (PS3.8 Table 9-23, Annex E).
 
@@ -156,6 +156,8 @@ class Pdv:
     frame holding its PDV header); ``frame`` is where it ended.  ``first``
     marks a PDV's first piece and ``length`` is the whole fragment's length
     (PDV item-length minus the 2 header bytes), known from the PDV header.
+    ``skipped`` counts bytes of this PDV before ``data`` that the consumer
+    let the parser absorb unseen (``PduParser.skip``).
     """
 
     context_id: int
@@ -167,9 +169,10 @@ class Pdv:
     ts: float
     first: bool = True
     length: int = 0
+    skipped: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class Lost:
     """Bytes of this direction that were never captured (a TCP gap).
 

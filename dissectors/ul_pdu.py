@@ -88,6 +88,7 @@ class PduParser:
         self._pdv_first_frame = 0
         self._pdv_first = False
         self._pdv_length = 0
+        self._skipped_data = 0  # bytes absorbed by skip() since the last Pdv piece
         self._skipped = 0
         self._frame = 0
         self._ts = 0.0
@@ -122,6 +123,24 @@ class PduParser:
         self._buf += data
         self._run(events)
         return events
+
+    def skip(self, data: bytes, frame: int, ts: float) -> bool:
+        """Absorb ``data`` without events if it lies wholly inside the current PDV's data.
+
+        For bulk data nobody reads (C-STORE pixel data): the bytes are only
+        counted, and the next ``Pdv`` piece reports them in ``skipped``.
+        Returns False (and does nothing) when the bytes reach a PDV boundary
+        or the parser holds buffered bytes; then call ``feed``.
+        """
+        n = len(data)
+        if self._state != PDV_DATA or self._buf or n >= self._pdv_left:
+            return False
+        self._pdv_left -= n
+        self._remaining -= n
+        self._skipped_data += n
+        self._frame, self._ts = frame, ts
+        self.bytes_in += n
+        return True
 
     def gap(self, missing: int, frame: int, ts: float) -> list[UlEvent]:
         """``missing`` bytes were never captured; keep our place if the hole is inside a PDV."""
@@ -195,10 +214,12 @@ class PduParser:
                 self._ts,
                 self._pdv_first,
                 self._pdv_length,
+                self._skipped_data,
             )
         )
         self._pdv_first_frame = self._frame
         self._pdv_first = False
+        self._skipped_data = 0
         return end
 
     def _run(self, events: list[UlEvent]) -> None:

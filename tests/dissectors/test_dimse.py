@@ -159,3 +159,22 @@ def test_gap_marks_message_incomplete():
         )
     (msg,) = out
     assert not msg.complete and msg.lost_bytes == 1000 and msg.data_set_length == 2000
+
+
+def test_skipped_bulk_bytes_are_still_counted():
+    """PduParser.skip absorbs pixel data unseen; the assembler must still count every byte."""
+    cmd = build.command_set({dimse.COMMAND_FIELD: dimse.Command.C_STORE_RQ,
+                             dimse.MESSAGE_ID: 1, dimse.COMMAND_DATA_SET_TYPE: 0})
+    data = (build.p_data(build.pdv(3, 0x03, cmd)) + build.p_data(build.pdv(3, 0x00, b"p" * 5000))
+            + build.p_data(build.pdv(3, 0x02, b"q" * 3000)))
+    parser, assembler, out, skipped = PduParser(), DimseAssembler(), [], 0
+    for i in range(0, len(data), 700):
+        chunk = data[i:i + 700]
+        if assembler.counting_only and parser.skip(chunk, i, 0.0):
+            skipped += len(chunk)
+            continue
+        for ev in parser.feed(chunk, i, 0.0):
+            if isinstance(ev, Pdv):
+                out += assembler.pdv(ev)
+    (msg,) = out
+    assert skipped > 5000 and msg.data_set_length == 8000 and msg.data_pdvs == 2
