@@ -24,9 +24,7 @@ References: RFC 9293 section 3.4 (sequence numbers), RFC 7323 section 2.2
 
 from __future__ import annotations
 
-import dataclasses
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
 
 from dissectors.stream_events import StreamData, StreamEvent, StreamGap, TcpFinding
 
@@ -46,44 +44,6 @@ DEFAULT_HISTORY = 64 * 1024
 """Delivered bytes remembered to compare retransmissions against."""
 
 
-def _stream_data_constructor() -> Callable[[int, bool, bytes, int, float], StreamData]:
-    """Return the cheapest way to build a ``StreamData``, one per delivered segment.
-
-    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per
-    field, which makes it the most expensive step of the per-segment path
-    (about a third of it).  Filling the slots through their descriptors
-    builds the same, equal, immutable object in half the time.  The shortcut
-    is used only while the class still has exactly the fields it was written
-    for and no ``__post_init__``; otherwise the normal constructor is returned.
-    """
-    names = tuple(f.name for f in dataclasses.fields(StreamData))
-    frozen = StreamData.__dataclass_params__.frozen  # type: ignore[attr-defined]
-    if (
-        not frozen
-        or names != ("conn", "from_initiator", "data", "frame", "ts")
-        or hasattr(StreamData, "__post_init__")
-    ):
-        return StreamData
-    new = object.__new__
-    set_conn = StreamData.conn.__set__  # type: ignore[attr-defined]
-    set_from_initiator = StreamData.from_initiator.__set__  # type: ignore[attr-defined]
-    set_data = StreamData.data.__set__  # type: ignore[attr-defined]
-    set_frame = StreamData.frame.__set__  # type: ignore[attr-defined]
-    set_ts = StreamData.ts.__set__  # type: ignore[attr-defined]
-
-    def make(conn: int, from_initiator: bool, data: bytes, frame: int, ts: float) -> StreamData:
-        event = new(StreamData)
-        set_conn(event, conn)
-        set_from_initiator(event, from_initiator)
-        set_data(event, data)
-        set_frame(event, frame)
-        set_ts(event, ts)
-        return event
-
-    return make
-
-
-_new_stream_data = _stream_data_constructor()
 
 
 class TcpStream:
@@ -167,7 +127,7 @@ class TcpStream:
             n = len(data)
             self.pos = pos + n
             self.next_seq = (seq + n) & SEQ_MASK
-            out.append(_new_stream_data(self.conn, self.from_initiator, data, frame, ts))
+            out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
             if self.history_bytes:
                 self._hist_starts.append(pos)
                 self._hist_data.append(data)
@@ -308,7 +268,7 @@ class TcpStream:
         n = len(data)
         self.pos = pos + n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
-        out.append(_new_stream_data(self.conn, self.from_initiator, data, frame, ts))
+        out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
         if self.history_bytes:
             self._hist_starts.append(pos)
             self._hist_data.append(data)
