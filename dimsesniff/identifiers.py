@@ -7,14 +7,17 @@ report or a check asks, never for C-STORE data (which is not even kept).
 
 from __future__ import annotations
 
+import importlib.util
 import zlib
+from functools import cache
 from io import BytesIO
-
-from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import UID
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .redact import Redactor
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 EXPLICIT_BIG_ENDIAN = "1.2.840.10008.1.2.2"
@@ -39,7 +42,13 @@ def _inflate(data: bytes) -> bytes:
 
 
 def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
-    """Parse ``data`` fully (values included) in ``transfer_syntax``."""
+    """Parse ``data`` fully (values included) in ``transfer_syntax``.
+
+    pydicom is imported here, not at start-up: it costs half a second
+    (numpy, pixel handlers) that a capture without identifiers never needs.
+    """
+    from pydicom.filereader import read_dataset
+
     if transfer_syntax == DEFLATED:
         data = _inflate(data)
         implicit, little = False, True
@@ -79,9 +88,31 @@ def summarize(dataset: Dataset, redactor: Redactor, limit: int = 1000) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+@cache
+def _uid_names() -> dict[str, tuple]:
+    """pydicom's table of registered UIDs (PS3.6 Table A-1), without importing pydicom.
+
+    The table is a plain dict literal in pydicom's ``_uid_dict`` module; loading
+    that one file takes a millisecond where importing the package takes 500.
+    Falls back to the package when the file is not where it used to be.
+    """
+    spec = importlib.util.find_spec("pydicom")
+    if spec is not None and spec.origin is not None:
+        path = Path(spec.origin).with_name("_uid_dict.py")
+        table_spec = importlib.util.spec_from_file_location("_dimsesniff_uid_dict", path)
+        if path.exists() and table_spec is not None and table_spec.loader is not None:
+            module = importlib.util.module_from_spec(table_spec)
+            table_spec.loader.exec_module(module)
+            return module.UID_dictionary
+    from pydicom._uid_dict import UID_dictionary
+
+    return UID_dictionary
+
+
+@cache
 def uid_name(uid: str | None) -> str:
-    """The registered name of a UID (pydicom's dictionary of PS3.6 Table A-1), or ''."""
+    """The registered name of a UID, or ''."""
     if not uid:
         return ""
-    name = UID(uid).name
-    return "" if name == uid else name
+    entry = _uid_names().get(uid)
+    return entry[0] if entry else ""
