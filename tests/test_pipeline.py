@@ -156,3 +156,27 @@ def test_identifier_phi_is_tokenised_unless_asked():
     assert "PatientName=phi:" in rows["messages"][0]["identifier"]
     rows = analyse(conv.frames, redactor=Redactor(include_phi=True))
     assert "PatientName=DOE^JOHN" in rows["messages"][0]["identifier"]
+
+
+def test_deflated_identifier_and_the_command_after_it():
+    """tshark 4.0 loses command sets that follow a deflated data set; we must not."""
+    import zlib
+
+    deflated = "1.2.840.10008.1.2.1.99"
+    explicit = b"\x08\x00\x52\x00CS\x06\x00STUDY " + b"\x10\x00\x10\x00PN\x08\x00DOE^JOHN"
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    packed = packer.compress(explicit) + packer.flush()
+    packed += b"\x00" * (len(packed) % 2)
+    conv = Conversation()
+    conv.client_sends(build.associate_rq(contexts=((1, STUDY_FIND, (deflated,)),)))
+    conv.server_sends(build.associate_ac(results=((1, 0, deflated),)))
+    conv.client_sends(build.find_rq(1, packed))
+    conv.server_sends(find_rsp(1, 0xFF00, packed) + find_rsp(1, 0x0000))
+    conv.close()
+    rows = analyse(conv.frames)
+    assert commands(rows) == ["C-FIND-RQ", "C-FIND-RSP", "C-FIND-RSP"]
+    assert rows["messages"][0]["transfer_syntax"] == deflated
+    identifier = rows["messages"][0]["identifier"]
+    assert identifier.startswith("QueryRetrieveLevel=STUDY; PatientName=phi:")
+    assert rows["messages"][1]["identifier_error"] == ""
+    assert rows["messages"][2]["status"] == "0x0000"
