@@ -42,6 +42,7 @@ DEFAULT_CONTEXTS = [
     [7, VERIFICATION, IVRLE],
 ]
 CONTEXT_OF = {FIND_STUDY: 1, MOVE_STUDY: 3, CT_STORAGE: 5, VERIFICATION: 7}
+EVENT_STATES = {"release-rq": "releasing", "release-rp": "released", "abort": "aborted"}
 
 COUNT_KEYS = {
     "remaining": dimse.REMAINING,
@@ -99,6 +100,9 @@ def make_association(number: int, spec: dict[str, Any]) -> Association:
             ctx_id, abstract, (ts,), result[0] if result else 0, ts
         )
     assoc.state = "established"
+    if spec.get("assumed"):  # capture began mid-association: no A-ASSOCIATE seen
+        assoc.rq = assoc.ac = None
+        assoc.assumed = True
     return assoc
 
 
@@ -165,6 +169,9 @@ def run_case(case: dict[str, Any], profile: str = "standard") -> list[Finding]:
         assoc = associations[spec.get("assoc", "main")]
         from_requestor = spec.get("from", "scu") == "scu"
         if "event" in spec:
+            # The state the association is in when the event is dispatched, as
+            # DicomConnection sets it before telling the sink.
+            assoc.state = EVENT_STATES.get(spec["event"], assoc.state)
             checker.association_event(assoc, spec["event"], from_requestor, i, float(i))
             if spec["event"] == "end":
                 assoc.end_frame = i
@@ -173,13 +180,14 @@ def run_case(case: dict[str, Any], profile: str = "standard") -> list[Finding]:
         command = dimse.decode_command_set(raw)
         service = spec["command"].rsplit("-", 1)[0]
         ctx_id = spec.get("ctx", CONTEXT_OF.get(DEFAULT_SOP_CLASS.get(service, ""), 1))
+        first, last = spec.get("frames", [i, i])  # a message spread over several frames
         msg = DimseMessage(
             ctx_id,
             command,
-            i,
-            i,
-            float(i),
-            float(i),
+            first,
+            last,
+            float(first),
+            float(last),
             data_set=data,
             data_set_length=len(data or b""),
             data_pdvs=1 if data is not None else 0,
