@@ -24,6 +24,7 @@ from .redact import Redactor
 from .report.csv_writer import CsvTable
 from .report.summary import print_summary
 from .rules import RULES, Severity
+from .rules.base import BOTH
 from .sources import CaptureError
 
 app = typer.Typer(
@@ -239,16 +240,22 @@ def rules(
 
     Example: dimsesniff rules UL-PDV-FRAMING
     """
-    console = Console()
+    console = Console(soft_wrap=True)
     if rule_id is None:
         for rule in sorted(RULES.values(), key=lambda r: r.id):
-            console.print(f"{rule.id:32} {rule.severity.value:8} {rule.summary}", highlight=False)
+            only = "" if rule.profiles == BOTH else f" [{', '.join(sorted(rule.profiles))} only]"
+            console.print(
+                f"{rule.id:30} {rule.severity.value:8} {rule.summary}{only}", highlight=False
+            )
         return
     rule = RULES.get(rule_id.upper())
     if rule is None:
         raise fail(f"no such rule: {rule_id} (see: dimsesniff rules)")
+    kind = "decode" if rule.check is None else ("message" if rule.applies_to else "association")
     console.print(
-        f"[bold]{rule.id}[/] ({rule.severity.value})\n{rule.summary}\nCitation: {rule.cite}",
+        f"[bold]{rule.id}[/] ({rule.severity.value}, {kind} rule)\n{rule.summary}\n"
+        f"Citation: {rule.cite}\nProfiles: {', '.join(sorted(rule.profiles))}"
+        + (f"\nOrigin: {rule.origin}" if rule.origin else ""),
         highlight=False,
     )
     if rule.doc:
