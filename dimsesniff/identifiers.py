@@ -8,6 +8,7 @@ report or a check asks, never for C-STORE data (which is not even kept).
 from __future__ import annotations
 
 import importlib.util
+import warnings
 import zlib
 from functools import cache
 from io import BytesIO
@@ -59,9 +60,14 @@ def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
     else:
         implicit, little = False, True
     try:
-        dataset = read_dataset(BytesIO(data), implicit, little)
-        for element in dataset.iterall():  # force every value to decode now
-            element.value  # noqa: B018
+        with warnings.catch_warnings():
+            # pydicom warns (on stderr) when the data set is not in the transfer syntax it
+            # was told, e.g. Explicit VR where Implicit was assumed mid-association; it
+            # then reads it right anyway, which is what we want here.
+            warnings.simplefilter("ignore")
+            dataset = read_dataset(BytesIO(data), implicit, little)
+            for element in dataset.iterall():  # force every value to decode now
+                element.value  # noqa: B018
     except Exception as exc:  # pydicom raises many types on bad input
         raise IdentifierError(f"{type(exc).__name__}: {exc}") from None
     return dataset
