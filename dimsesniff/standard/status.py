@@ -73,39 +73,6 @@ def one(code: int) -> range:
     return range(code, code + 1)
 
 
-# PS3.7 Annex C.1-C.5: general status codes valid for any DIMSE service where the
-# service's own section lists them.
-GENERAL = (
-    StatusRow(StatusClass.SUCCESS, one(0x0000), "Success", NONE, "PS3.7 C.1.1"),
-    StatusRow(StatusClass.FAILURE, one(0x0105), "No such attribute", NONE, "PS3.7 C.5.1"),
-    StatusRow(StatusClass.FAILURE, one(0x0106), "Invalid attribute value", NONE, "PS3.7 C.5.2"),
-    StatusRow(StatusClass.WARNING, one(0x0107), "Attribute list error", NONE, "PS3.7 C.2.1"),
-    StatusRow(StatusClass.FAILURE, one(0x0110), "Processing failure", NONE, "PS3.7 C.5.3"),
-    StatusRow(StatusClass.FAILURE, one(0x0111), "Duplicate SOP Instance", NONE, "PS3.7 C.5.4"),
-    StatusRow(StatusClass.FAILURE, one(0x0112), "No such SOP Instance", NONE, "PS3.7 C.5.5"),
-    StatusRow(StatusClass.FAILURE, one(0x0113), "No such event type", NONE, "PS3.7 C.5.6"),
-    StatusRow(StatusClass.FAILURE, one(0x0114), "No such argument", NONE, "PS3.7 C.5.7"),
-    StatusRow(StatusClass.FAILURE, one(0x0115), "Invalid argument value", NONE, "PS3.7 C.5.8"),
-    StatusRow(
-        StatusClass.WARNING, one(0x0116), "Attribute value out of range", NONE, "PS3.7 C.2.2"
-    ),
-    StatusRow(StatusClass.FAILURE, one(0x0117), "Invalid object instance", NONE, "PS3.7 C.5.9"),
-    StatusRow(StatusClass.FAILURE, one(0x0118), "No such SOP Class", NONE, "PS3.7 C.5.10"),
-    StatusRow(StatusClass.FAILURE, one(0x0119), "Class-instance conflict", NONE, "PS3.7 C.5.11"),
-    StatusRow(StatusClass.FAILURE, one(0x0120), "Missing attribute", NONE, "PS3.7 C.5.12"),
-    StatusRow(StatusClass.FAILURE, one(0x0121), "Missing attribute value", NONE, "PS3.7 C.5.13"),
-    StatusRow(
-        StatusClass.FAILURE, one(0x0122), "Refused: SOP Class not supported", NONE, "PS3.7 C.5.14"
-    ),
-    StatusRow(StatusClass.FAILURE, one(0x0123), "No such action type", NONE, "PS3.7 C.5.15"),
-    StatusRow(StatusClass.FAILURE, one(0x0124), "Refused: Not authorized", NONE, "PS3.7 C.5.16"),
-    StatusRow(StatusClass.FAILURE, one(0x0210), "Duplicate invocation", NONE, "PS3.7 C.5.17"),
-    StatusRow(StatusClass.FAILURE, one(0x0211), "Unrecognized operation", NONE, "PS3.7 C.5.18"),
-    StatusRow(StatusClass.FAILURE, one(0x0212), "Mistyped argument", NONE, "PS3.7 C.5.19"),
-    StatusRow(StatusClass.FAILURE, one(0x0213), "Resource limitation", NONE, "PS3.7 C.5.20"),
-    StatusRow(StatusClass.CANCEL, one(0xFE00), "Cancel", NONE, "PS3.7 C.3.1"),
-)
-
 # PS3.2 Table N.7-48 (SCU) / N.7-50 (SCP): Query/Retrieve FIND SOP Classes.
 # The tables give no related fields for C-FIND; PS3.4 Table C.4-1 does (see rules).
 QR_FIND_SEED = (
@@ -315,9 +282,14 @@ def status_meaning(command_field: int | None, code: int | None) -> str:
     """Meaning of a status in the context of its response type, for reports."""
     if code is None:
         return ""
-    row = find_row(SERVICE_TABLES.get(command_field or 0, ()), code) or find_row(GENERAL, code)
+    row = find_row(SERVICE_TABLES.get(command_field or 0, ()), code)
     if row is not None:
         return row.meaning
+    from .move_tables import STATUS_TYPES  # PS3.7 Annex C; imported late: it imports us
+
+    for status_type in STATUS_TYPES:
+        if status_type.code == code:
+            return status_type.name
     klass = status_class(code)
     if klass is StatusClass.INVALID:
         return "Invalid status code (outside every PS3.7 Annex C class)"
