@@ -102,6 +102,7 @@ EVENTS = (
     "associate-ac",
     "associate-rj",  # after the association record took it in
     "pdata",  # a P-DATA-TF header (pdu = PDataTF)
+    "pdata-end",  # the end of a P-DATA-TF (pdu = PDataEnd: length, first and last frame)
     "pdv",  # the first piece of each PDV (pdu = Pdv)
     "release-rq",
     "release-rp",

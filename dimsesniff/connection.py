@@ -31,6 +31,7 @@ from dissectors.ul_events import (
     AssociateRQ,
     DecodeFinding,
     Lost,
+    PDataEnd,
     PDataTF,
     Pdv,
     ReleaseRP,
@@ -114,6 +115,7 @@ class DicomConnection:
         self._probed = [0, 0]
         self._outstanding: dict[tuple[bool, int], ObservedMessage] = {}
         self._want_pdata = sink.wants("pdata")
+        self._want_pdata_end = sink.wants("pdata-end")
         self._want_pdv = sink.wants("pdv")
         self._message_index = 0
         if force and syn_seen is False:
@@ -252,6 +254,11 @@ class DicomConnection:
                 if self._want_pdata:
                     self._sink.event(
                         assoc, "pdata", self._from_requestor(side), ev.frame, ev.ts, ev
+                    )
+            elif isinstance(ev, PDataEnd):
+                if self._want_pdata_end:
+                    self._sink.event(
+                        assoc, "pdata-end", self._from_requestor(side), ev.frame, ev.ts, ev
                     )
             elif isinstance(ev, Lost):
                 self._finding(

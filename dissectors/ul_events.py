@@ -145,6 +145,16 @@ class PDataTF:
 
 
 @dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
+class PDataEnd:
+    """The last byte of a P-DATA-TF PDU arrived: its frames, from header to end."""
+
+    length: int
+    first_frame: int
+    frame: int
+    ts: float
+
+
+@dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class Pdv:
     """A piece of one Presentation Data Value (PS3.8 Table 9-23, Annex E).
 
@@ -203,4 +213,4 @@ class DecodeFinding:
 
 
 PduEvent = AssociateRQ | AssociateAC | AssociateRJ | ReleaseRQ | ReleaseRP | Abort
-UlEvent = PduEvent | PDataTF | Pdv | Lost | DecodeFinding
+UlEvent = PduEvent | PDataTF | PDataEnd | Pdv | Lost | DecodeFinding

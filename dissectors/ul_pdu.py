@@ -22,7 +22,7 @@ import re
 import struct
 
 from .malformed import Malformed
-from .ul_events import DecodeFinding, Lost, PDataTF, Pdv, UlEvent
+from .ul_events import DecodeFinding, Lost, PDataEnd, PDataTF, Pdv, UlEvent
 from .ul_items import decode_associate, decode_fixed
 
 # PS3.8 §9.3.1: | type (1) | reserved (1) | PDU-length (4, big endian) |
@@ -89,6 +89,7 @@ class PduParser:
         self._pdv_first = False
         self._pdv_length = 0
         self._skipped_data = 0  # bytes absorbed by skip() since the last Pdv piece
+        self._pdu_length = 0
         self._skipped = 0
         self._frame = 0
         self._ts = 0.0
@@ -116,7 +117,7 @@ class PduParser:
                 end = self._piece(events, bytes(data if take == len(data) else data[:take]))
                 if not end:
                     return events
-                self._after_pdv()
+                self._after_pdv(events)
                 data = data[take:]
                 if not data:
                     return events
@@ -151,7 +152,7 @@ class PduParser:
             events: list[UlEvent] = [Lost(missing, True, frame, ts)]
             if self._pdv_left == 0:
                 self._piece(events, b"")
-                self._after_pdv()
+                self._after_pdv(events)
             return events
         if self._state == SKIP_PDU and not self._buf and 0 < missing <= self._remaining:
             self._remaining -= missing
@@ -236,7 +237,7 @@ class PduParser:
                 end = self._piece(events, chunk)
                 if not end:
                     return
-                self._after_pdv()
+                self._after_pdv(events)
             elif state == HEADER:
                 if len(buf) < 6:
                     return
@@ -273,7 +274,7 @@ class PduParser:
                 self._pdv_length, self._pdv_first = item_len - 2, True
                 if self._pdv_left == 0:
                     self._piece(events, b"")
-                    self._after_pdv()
+                    self._after_pdv(events)
                 else:
                     self._state = PDV_DATA
             elif state == BUFFER_PDU:
@@ -325,6 +326,7 @@ class PduParser:
             self._remaining = length
             self._state = PDV_HEADER_STATE
             self.pdus += 1
+            self._pdu_length = length
             events.append(PDataTF(length, self._pdu_first_frame, self._pdu_first_ts))
             if length == 0:
                 events.append(
@@ -360,8 +362,12 @@ class PduParser:
         else:
             self._state = BUFFER_PDU
 
-    def _after_pdv(self) -> None:
-        self._state = PDV_HEADER_STATE if self._remaining > 0 else HEADER
+    def _after_pdv(self, events: list[UlEvent]) -> None:
+        if self._remaining > 0:
+            self._state = PDV_HEADER_STATE
+            return
+        self._state = HEADER
+        events.append(PDataEnd(self._pdu_length, self._pdu_first_frame, self._frame, self._ts))
 
     def _resync(self, events: list[UlEvent]) -> bool:
         """Drop bytes up to the next plausible PDU header; False = need more bytes."""

@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from dissectors.ul_events import Abort, AssociateAC, AssociateRJ, AssociateRQ, PDataTF, Pdv
+from dissectors.ul_events import (
+    Abort,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    PDataEnd,
+    PDataTF,
+    Pdv,
+)
 
 from .base import Problem, Severity, association_rule
 
@@ -29,6 +37,12 @@ ABORT_PROVIDER_REASONS = frozenset({0, 1, 2, 4, 5, 6})
 AC_RESULTS = frozenset({0, 1, 2, 3, 4})
 
 
+def _pdu_frames(event: AssociationEvent) -> tuple[int, ...]:
+    """First and last frame of the P-DATA-TF an event is about (header to last byte)."""
+    pdu = event.pdu
+    return (pdu.first_frame, pdu.frame) if isinstance(pdu, PDataEnd) else ()
+
+
 def _assoc_pdu(event: AssociationEvent) -> AssociateRQ | AssociateAC | None:
     pdu = event.pdu
     if isinstance(pdu, tuple):  # associate-ac carries (state before, AC)
@@ -37,7 +51,11 @@ def _assoc_pdu(event: AssociationEvent) -> AssociateRQ | AssociateAC | None:
 
 
 @association_rule(
-    "UL-PDU-STATE", E, "PS3.8 §9.2, Table 9-10", events=["associate-ac", "pdata"], origin="[P8]"
+    "UL-PDU-STATE",
+    E,
+    "PS3.8 §9.2, Table 9-10",
+    events=["associate-ac", "pdata-end"],
+    origin="[P8]",
 )
 def pdu_state(event: AssociationEvent) -> Iterator[Problem]:
     """PDU not allowed in the association's current state.
@@ -60,6 +78,7 @@ def pdu_state(event: AssociationEvent) -> Iterator[Problem]:
             f"P-DATA-TF while the association was {assoc.state}",
             observed="P-DATA-TF",
             expected="only on an established association",
+            frames=_pdu_frames(event),
         )
 
 
@@ -354,7 +373,7 @@ def max_length_item(event: AssociationEvent) -> Iterator[Problem]:
         yield Problem("Maximum Length sub-item whose length is not 4", expected="length 4")
 
 
-@association_rule("UL-PDV-MAXLEN", E, "PS3.8 §D.1.1, §D.1.2", events=["pdata"], origin="[P8]")
+@association_rule("UL-PDV-MAXLEN", E, "PS3.8 §D.1.1, §D.1.2", events=["pdata-end"], origin="[P8]")
 def pdata_max_length(event: AssociationEvent) -> Iterator[Problem]:
     """P-DATA-TF longer than the maximum length its receiver announced.
 
@@ -365,7 +384,7 @@ def pdata_max_length(event: AssociationEvent) -> Iterator[Problem]:
     """
     pdu = event.pdu
     assoc = event.assoc
-    if not isinstance(pdu, PDataTF) or assoc.assumed:
+    if not isinstance(pdu, PDataEnd) or assoc.assumed:
         return
     limit = assoc.max_pdu_acceptor if event.from_requestor else assoc.max_pdu_requestor
     if limit and pdu.length > limit:
@@ -374,6 +393,7 @@ def pdata_max_length(event: AssociationEvent) -> Iterator[Problem]:
             f"P-DATA-TF of {pdu.length} bytes; the {receiver} accepts at most {limit}",
             observed=str(pdu.length),
             expected=f"<= {limit}",
+            frames=(pdu.first_frame, pdu.frame),
         )
 
 
@@ -503,7 +523,7 @@ def consecutive_same_type(event: AssociationEvent) -> Iterator[Problem]:
     "UL-PDATA-AFTER-RELEASE",
     E,
     "PS3.8 §7.2.2.1, §7.2.2.4",
-    events=["release-rq", "release-rp", "pdata"],
+    events=["release-rq", "release-rp", "pdata-end"],
     origin="[P8]",
 )
 def pdata_after_release(event: AssociationEvent) -> Iterator[Problem]:
@@ -521,7 +541,7 @@ def pdata_after_release(event: AssociationEvent) -> Iterator[Problem]:
         step = "A-RELEASE-RQ" if event.from_requestor else "A-RELEASE-RP"
         yield Problem(
             f"P-DATA-TF after its own {step} (frame {since})",
-            frames=(since, event.frame),
+            frames=_pdu_frames(event),
             expected="no P-DATA after the release step",
         )
 

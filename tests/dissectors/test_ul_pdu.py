@@ -12,6 +12,7 @@ from dissectors.ul_events import (
     AssociateRQ,
     DecodeFinding,
     Lost,
+    PDataEnd,
     PDataTF,
     Pdv,
     ReleaseRP,
@@ -46,6 +47,8 @@ def normalise(events: list) -> list:
                 data = b""
         elif isinstance(ev, PDataTF):
             out.append(("pdata", ev.length))
+        elif isinstance(ev, PDataEnd):
+            out.append(("pdata-end", ev.length))
         elif isinstance(ev, DecodeFinding):
             out.append(("finding", ev.code))
         elif isinstance(ev, (AssociateRQ, AssociateAC)):
@@ -120,8 +123,9 @@ def test_pdv_header_frame_is_first_frame_of_piece():
     first = parser.feed(data[:12], 5, 1.0)  # DCMTK writes the 12 header bytes on their own
     rest = parser.feed(data[12:], 6, 2.0)
     assert isinstance(first[0], PDataTF) and first[0].frame == 5
-    (pdv,) = rest
+    pdv, end = rest
     assert (pdv.first_frame, pdv.frame, pdv.end) == (5, 6, True)
+    assert (end.length, end.first_frame, end.frame) == (len(data) - 6, 5, 6)
 
 
 def test_huge_claimed_length_allocates_nothing():
