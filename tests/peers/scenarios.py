@@ -1208,3 +1208,11 @@ def worker_main(argv: list[str] | None = None) -> int:
     pcap, log = run_scenario(name, out_dir, workdir)
     print(json.dumps({"pcap": str(pcap), "peerlog": str(log)}))
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Scenarios defined in other modules register themselves in SCENARIOS when imported: importing
+# them here makes them known to generate() and to the worker.  badscp.py: the "bad-*" captures of
+# a deliberately non-conformant Q/R SCP (planted violations, samples/bad-*.expected.json).
+# ------------------------------------------------------------------------------------------------
+from . import badscp as _badscp  # noqa: E402, F401
