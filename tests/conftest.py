@@ -24,7 +24,8 @@ SYSTEM_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "peers: runs real DICOM peers (DCMTK, pynetdicom) and tcpdump; needs root (runs by default)",
+        "peers: runs real DICOM peers (DCMTK, pynetdicom) and tcpdump; needs root "
+        "(runs by default)",
     )
 
 
@@ -67,7 +68,9 @@ def require(name: str) -> None:
     if problem is None:
         return
     if in_ci():
-        pytest.fail(f"{name}: {problem} (CI=true: a missing tool fails, never skips)", pytrace=False)
+        pytest.fail(
+            f"{name}: {problem} (CI=true: a missing tool fails, never skips)", pytrace=False
+        )
     pytest.skip(f"{name}: {problem}")
 
 
