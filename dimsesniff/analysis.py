@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .associations import Association
 from .checks import Checker
-from .identifiers import IdentifierError, decode_identifier, summarize
+from .identifiers import IdentifierError, IdentifierTooLarge, decode_identifier, summarize
 from .observations import Finding, ObservedMessage
 from .redact import Redactor
 from .report.rows import association_row, message_row, violation_row
@@ -55,6 +55,9 @@ class Analysis:
     def message(self, observed: ObservedMessage) -> None:
         identifier, error = "", ""
         msg = observed.message
+        # Reassembly can complete a message with bytes captured before its first ones
+        # (a segment that arrived early): the finding spans both, in order.
+        frames = sorted((msg.first_frame, msg.last_frame))
         if msg.data_set is not None:
             ts, _assumed = observed.association.transfer_syntax(msg.context_id)
             try:
@@ -62,12 +65,14 @@ class Analysis:
             except IdentifierError as exc:
                 error = str(exc)
                 observed.identifier_error = error
+                too_large = isinstance(exc, IdentifierTooLarge)  # a resource limit
                 self.finding(
                     Finding(
-                        "DIMSE-DS-DECODE",
-                        f"identifier not decodable in {ts}: {error}",
-                        msg.first_frame,
-                        msg.last_frame,
+                        "DIMSE-DS-TOO-LONG" if too_large else "DIMSE-DS-DECODE",
+                        f"identifier not decoded: {error}"
+                        if too_large
+                        else f"identifier not decodable in {ts}: {error}",
+                        *frames,
                         msg.ts_first,
                         observed.association,
                         observed,
@@ -77,12 +82,14 @@ class Analysis:
                 observed.identifier = dataset
                 identifier = summarize(dataset, self.redactor)
         if msg.command.problems:
+            wrong = msg.command.misencoding
             self.finding(
                 Finding(
-                    "DIMSE-CMD-DECODE",
-                    "; ".join(msg.command.problems),
-                    msg.first_frame,
-                    msg.last_frame,
+                    "DIMSE-CMD-IVRLE" if wrong else "DIMSE-CMD-DECODE",
+                    f"command set encoded as {wrong}, not Implicit VR Little Endian"
+                    if wrong
+                    else "; ".join(msg.command.problems),
+                    *frames,
                     msg.ts_first,
                     observed.association,
                     observed,

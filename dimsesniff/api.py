@@ -1,7 +1,10 @@
-"""The library entry points; the CLI is a thin layer over ``run``.
+"""The library entry points; the CLI is a thin layer over ``run`` and ``export``.
 
 ``analyze(paths)`` is for notebooks: it returns the three tables as pandas
-DataFrames with the same columns as the files the CLI writes.
+DataFrames with the documented dtypes (``report/schema.py``), the same
+columns and values as the files the CLI writes.  ``export`` writes those
+files (CSV, JSON Lines, Parquet), ``report.html`` and the observed
+conformance statement, streaming: memory does not grow with the capture.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .analysis import Analysis, RowWriter
+from .conformance import ObservedConformance, write_statement
 from .pipeline import Counters, Options, Pipeline
 from .redact import Redactor
-from .report.rows import ASSOCIATION_COLUMNS, MESSAGE_COLUMNS, VIOLATION_COLUMNS
+from .report.csv_writer import CsvTable
+from .report.html import ReportData, write_report
+from .report.jsonl_writer import JsonlTable
+from .report.schema import FORMATS, TABLE_COLUMNS, to_frame
 from .rules.base import STANDARD
 from .sources import FrameReader
 
-TABLE_COLUMNS = {
-    "messages": MESSAGE_COLUMNS,
-    "associations": ASSOCIATION_COLUMNS,
-    "violations": VIOLATION_COLUMNS,
-}
+__all__ = ["FORMATS", "TABLE_COLUMNS", "analyze", "export", "run"]
 
 Source = str | Path | BinaryIO
 
@@ -62,15 +65,129 @@ def run(
     return RunResult(analysis, pipeline.counters, warnings)
 
 
+def _source_name(source: Source) -> str:
+    if isinstance(source, (str, Path)):
+        return "standard input" if str(source) == "-" else Path(source).name
+    return Path(getattr(source, "name", "capture")).name
+
+
+def open_tables(output: Path, formats: Sequence[str]) -> dict[str, list]:
+    """A writer per table and format: ``output/messages.csv``, ``output/messages.parquet``, ..."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
+    tables: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
+    try:
+        for fmt in dict.fromkeys(formats):
+            for name, columns in TABLE_COLUMNS.items():
+                path = output / f"{name}.{fmt}"
+                if fmt == "csv":
+                    tables[name].append(CsvTable(path, columns))
+                elif fmt == "jsonl":
+                    tables[name].append(JsonlTable(path, name))
+                else:
+                    from .report.parquet_writer import ParquetTable
+
+                    tables[name].append(ParquetTable(path, name))
+    except BaseException:
+        for writers in tables.values():
+            for writer in writers:
+                writer.close()
+        raise
+    return tables
+
+
+@dataclass(slots=True)
+class ExportResult:
+    run: RunResult
+    outputs: list[Path]
+
+
+def export(
+    sources: Sequence[Source],
+    output: Path,
+    *,
+    formats: Sequence[str] = ("csv",),
+    html: bool = True,
+    conformance: bool = True,
+    options: Options | None = None,
+    redactor: Redactor | None = None,
+    keep_finding: Callable[[str], bool] | None = None,
+    profile: str = STANDARD,
+) -> ExportResult:
+    """Analyse ``sources`` and write the tables in ``formats``, ``report.html`` and the
+    observed conformance statement (``conformance.md``, ``conformance.html``) into ``output``.
+
+    Rows are written as they are produced.  Raises ``sources.CaptureError`` for an input
+    that is not a capture (the files written so far are closed).
+    """
+    tables = open_tables(output, formats)
+    report = ReportData() if html else None
+    statement = ObservedConformance() if conformance else None
+    writers = [w for ws in tables.values() for w in ws]
+
+    def write(table: str, row: dict) -> None:
+        for writer in tables[table]:
+            writer.write(row)
+        if report is not None:
+            report.write(table, row)
+        if statement is not None:
+            statement.write(table, row)
+
+    try:
+        result = run(
+            sources,
+            write,
+            options=options,
+            redactor=redactor,
+            keep_finding=keep_finding,
+            profile=profile,
+        )
+    finally:
+        for writer in writers:
+            writer.close()
+    outputs = [w.path for w in writers]
+    inputs = [_source_name(s) for s in sources]
+    if statement is not None:
+        outputs += write_statement(statement, output, inputs)
+    if report is not None:
+        outputs.append(
+            write_report(
+                report,
+                output / "report.html",
+                inputs=inputs,
+                counters=result.counters,
+                conformance_file="conformance.html" if statement is not None else None,
+            )
+        )
+    return ExportResult(result, outputs)
+
+
 @dataclass(slots=True)
 class Tables:
-    """The three tables of an analysis, as pandas DataFrames."""
+    """The three tables of an analysis, as pandas DataFrames with the documented dtypes.
+
+    ``report`` and ``conformance`` hold what ``report.html`` and the observed
+    conformance statement show; ``html()`` and ``conformance_markdown()`` render them.
+    """
 
     messages: object
     associations: object
     violations: object
     counters: Counters
     warnings: list[str]
+    report: ReportData | None = None
+    conformance: ObservedConformance | None = None
+    inputs: list[str] = field(default_factory=list)
+
+    def html(self) -> str:
+        """``report.html`` as a string (e.g. for ``IPython.display.HTML``)."""
+        assert self.report is not None
+        return self.report.render(inputs=self.inputs, counters=self.counters)
+
+    def conformance_markdown(self) -> str:
+        assert self.conformance is not None
+        return self.conformance.markdown(self.inputs)
 
 
 def analyze(
@@ -81,26 +198,40 @@ def analyze(
     phi_key: str | None = None,
     profile: str = STANDARD,
 ) -> Tables:
-    """Analyse capture files and return their tables as DataFrames (for notebooks)."""
-    import pandas as pd
+    """Analyse capture files and return their tables as DataFrames (for notebooks).
 
+    ``tables = dimsesniff.analyze("capture.pcap")``; ``tables.messages``,
+    ``tables.associations`` and ``tables.violations`` have the columns and
+    dtypes that ``dimsesniff schema`` documents.  Patient data is tokenised
+    unless ``include_phi``; ``phi_key`` makes the tokens stable across runs.
+    """
     if isinstance(paths, (str, Path)) or hasattr(paths, "read"):
         paths = [paths]  # type: ignore[list-item]
+    sources = list(paths)  # type: ignore[arg-type]
     rows: dict[str, list[dict]] = {name: [] for name in TABLE_COLUMNS}
+    report = ReportData()
+    statement = ObservedConformance()
+
+    def write(table: str, row: dict) -> None:
+        rows[table].append(row)
+        report.write(table, row)
+        statement.write(table, row)
+
     result = run(
-        list(paths),
-        lambda table, row: rows[table].append(row),  # type: ignore[arg-type]
+        sources,
+        write,
         options=Options(ports=tuple(ports)),
         redactor=Redactor(include_phi=include_phi, key=phi_key),
         profile=profile,
     )
-    frames = {
-        name: pd.DataFrame(rows[name], columns=list(cols)) for name, cols in TABLE_COLUMNS.items()
-    }
+    frames = {name: to_frame(name, rows[name]) for name in TABLE_COLUMNS}
     return Tables(
         frames["messages"],
         frames["associations"],
         frames["violations"],
         result.counters,
         result.warnings,
+        report,
+        statement,
+        [_source_name(s) for s in sources],
     )

@@ -1,4 +1,4 @@
-"""Command line: ``dimsesniff analyze`` and ``dimsesniff rules``.
+"""Command line: ``dimsesniff analyze``, ``dimsesniff rules`` and ``dimsesniff schema``.
 
 Exit codes, like a linter: 0 nothing at or above ``--fail-on`` was found,
 1 something was, 2 usage or input error (one line on stderr, no traceback).
@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from . import __version__
-from .api import TABLE_COLUMNS, run
+from .api import export
 from .pipeline import Options
 from .redact import Redactor
-from .report.csv_writer import CsvTable
+from .report.schema import FORMATS, TABLES, describe_json, describe_markdown
 from .report.summary import print_summary
 from .rules import RULES, Severity
 from .rules.base import BOTH
@@ -113,6 +113,18 @@ def split_list(values: list[str] | None) -> list[str]:
     return [v.strip().upper() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def split_formats(values: list[str] | None) -> list[str]:
+    """``--format csv,parquet`` (or repeated): table formats, in the order given."""
+    formats = [v.strip().lower() for item in values or ["csv"] for v in item.split(",")]
+    formats = [f for f in formats if f]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise fail(
+            f"unknown --format {', '.join(unknown) or '(empty)'} (choose from {', '.join(FORMATS)})"
+        )
+    return list(dict.fromkeys(formats))
+
+
 @app.command()
 def analyze(
     captures: Annotated[
@@ -122,8 +134,26 @@ def analyze(
         ),
     ],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Directory for the CSV tables.", file_okay=False)
+        Path, typer.Option("-o", "--output", help="Directory for the outputs.", file_okay=False)
     ] = Path("dimsesniff-out"),
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Table formats, comma-separated: csv, jsonl, parquet (default: csv).",
+        ),
+    ] = None,
+    html: Annotated[
+        bool, typer.Option("--html/--no-html", help="Write report.html (charts, findings).")
+    ] = True,
+    conformance: Annotated[
+        bool,
+        typer.Option(
+            "--conformance/--no-conformance",
+            help="Write the observed conformance statement (conformance.md, conformance.html).",
+        ),
+    ] = True,
     port: Annotated[
         list[int] | None,
         typer.Option("--port", help="Always decode this TCP port as DICOM (repeatable)."),
@@ -159,10 +189,12 @@ def analyze(
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary, no progress.")] = False,
 ) -> None:
-    """Analyse capture files: write messages.csv, associations.csv and violations.csv.
+    """Analyse capture files: write the messages, associations and violations tables,
+    report.html and the observed conformance statement.
 
-    Example: dimsesniff analyze samples/dcmtk-move.pcap -o out/
+    Example: dimsesniff analyze samples/dcmtk-move.pcap -o out/ --format csv,parquet
     """
+    table_formats = split_formats(formats)
     selected, ignored = split_list(select), split_list(ignore)
     unknown = [p for p in selected + ignored if not any(r.startswith(p) for r in RULES)]
     if unknown:
@@ -197,12 +229,14 @@ def analyze(
                 enabled=not quiet and err.is_terminal,
             )
         )
-    tables = {name: CsvTable(output / f"{name}.csv", cols) for name, cols in TABLE_COLUMNS.items()}
     started = time.monotonic()
     try:
-        result = run(
+        exported = export(
             sources,
-            lambda table, row: tables[table].write(row),
+            output,
+            formats=table_formats,
+            html=html,
+            conformance=conformance,
             options=Options(ports=tuple(port or ())),
             redactor=Redactor(include_phi=include_phi, key=phi_key),
             keep_finding=keep,
@@ -210,18 +244,19 @@ def analyze(
         )
     except CaptureError as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename or output}: {exc.strerror or exc}") from None
     finally:
-        for table in tables.values():
-            table.close()
         for s in sources:
             if not isinstance(s, str):
                 s.close()
+    result = exported.run
     if not quiet:
         print_summary(
             console,
             result.counters,
             result.analysis.tally,
-            [t.path for t in tables.values()],
+            exported.outputs,
             result.warnings,
             time.monotonic() - started,
         )
@@ -262,10 +297,45 @@ def rules(
         console.print(f"\n{rule.doc}", highlight=False)
 
 
+class SchemaFormat(StrEnum):
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def schema(
+    table: Annotated[
+        str | None,
+        typer.Argument(help="messages, associations or violations (default: all three)."),
+    ] = None,
+    as_format: Annotated[
+        SchemaFormat, typer.Option("--as", help="markdown (default) or json.")
+    ] = SchemaFormat.markdown,
+) -> None:
+    """Print the documented schema of the tables: each column's name, dtype, unit and meaning.
+
+    The same columns and dtypes hold for CSV, JSON Lines, Parquet and the DataFrames of
+    dimsesniff.analyze(); reload a file with dimsesniff.report.schema.read_table(path).
+
+    Example: dimsesniff schema messages
+    """
+    if table is not None and table not in TABLES:
+        raise fail(f"no such table: {table} (messages, associations, violations)")
+    if as_format is SchemaFormat.json:
+        print(describe_json(table))
+        return
+    print(describe_markdown(table), end="")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
     print(__version__)
+
+
+from .live_cli import live  # noqa: E402  (live_cli imports back from here)
+
+app.command(name="live")(live)
 
 
 def main() -> None:

@@ -145,6 +145,8 @@ class DicomConnection:
             self.syn_seen = False
             self._parsers = (PduParser(start_in_resync=True), PduParser(start_in_resync=True))
             held, self._held_bytes = self._held_bytes, [[], []]
+            # The hole itself is reported if the connection turns out to be DICOM.
+            self._held_events[side].append(Lost(missing, False, frame, ts))
             for s, chunks in enumerate(held):
                 for chunk, f, t in chunks:
                     self._probe(s, chunk, f, t)
@@ -273,6 +275,12 @@ class DicomConnection:
                 )
                 for item in assembler.lost(ev):
                     self._assembled(side, item)
+                if assoc.state == "requested" and not self._from_requestor(side):
+                    # The acceptor's answer to the A-ASSOCIATE-RQ was lost with these bytes.
+                    # The requestor went on (that is what revealed the hole), so it was an
+                    # A-ASSOCIATE-AC whose contexts are unknown: decode on assumptions.
+                    assoc.state = "established"
+                    assoc.assumed = True
             elif isinstance(ev, DecodeFinding):
                 self._finding(ev, side)
             else:

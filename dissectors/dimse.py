@@ -160,6 +160,7 @@ class CommandSet:
     order: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     length: int = 0
+    misencoding: str | None = None  # when not Implicit VR LE: the encoding it parses as
 
     def has(self, tag: int) -> bool:
         return tag in self.raw
@@ -209,6 +210,58 @@ class CommandSet:
         return None if value is None else value != NO_DATA_SET
 
 
+# Explicit VR headers: VRs with a 2-byte length; the others have 2 reserved bytes + 4-byte length.
+_SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+
+
+def _parses_as(data: bytes, *, explicit: bool, little: bool) -> bool:
+    """True when ``data`` is a clean run of group-0000 elements in that encoding."""
+    order = "<" if little else ">"
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 8:
+            return False
+        group, element = struct.unpack_from(order + "HH", data, pos)
+        if group != 0:
+            return False
+        if explicit:
+            vr = data[pos + 4 : pos + 6]
+            if vr in _SHORT_VRS:
+                (length,) = struct.unpack_from(order + "H", data, pos + 6)
+                pos += 8
+            elif vr in _LONG_VRS and end - pos >= 12:
+                (length,) = struct.unpack_from(order + "I", data, pos + 8)
+                pos += 12
+            else:
+                return False
+        else:
+            (length,) = struct.unpack_from(order + "I", data, pos + 4)
+            pos += 8
+        if pos + length > end:
+            return False
+        pos += length
+    return end > 0
+
+
+def misencoding(data: bytes) -> str | None:
+    """The encoding a command set that is not Implicit VR Little Endian was written in.
+
+    PS3.7 §6.3.1: command sets are always Implicit VR Little Endian.  Peers
+    that encode them in the negotiated transfer syntax instead produce bytes
+    that parse cleanly as Explicit VR (either byte order) or Implicit VR Big
+    Endian; this names which, or returns None.
+    """
+    for name, explicit, little in (
+        ("Explicit VR Little Endian", True, True),
+        ("Explicit VR Big Endian", True, False),
+        ("Implicit VR Big Endian", False, False),
+    ):
+        if _parses_as(data, explicit=explicit, little=little):
+            return name
+    return None
+
+
 def decode_command_set(data: bytes) -> CommandSet:
     """Decode Implicit VR Little Endian elements, tolerating and recording damage."""
     result = CommandSet(length=len(data))
@@ -228,4 +281,6 @@ def decode_command_set(data: bytes) -> CommandSet:
         result.order.append(tag)
         result.raw.setdefault(tag, data[pos : pos + length])
         pos += length
+    if result.problems:
+        result.misencoding = misencoding(data)
     return result

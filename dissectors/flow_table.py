@@ -125,12 +125,13 @@ class FlowTable:
         conn.last_ts = ts
         self._conns.move_to_end(conn.id)
         out: list[StreamEvent] = []
-        if payload:
-            own.receive(seq, payload, frame, ts, out)
+        # The ACK first: a hole it reveals in the other direction precedes this data.
         if flags & ACK:
             peer.acked = ack
-            if peer.buffered or conn.closing:
-                peer.on_ack(frame, ts, out)
+            if peer.buffered or conn.closing or payload:
+                peer.on_ack(frame, ts, out, acted_on=bool(payload))
+        if payload:
+            own.receive(seq, payload, frame, ts, out)
         if conn.closing and own.finished and peer.finished:
             self._end(conn, "fin", frame, ts, out)
         return out
@@ -223,12 +224,12 @@ class FlowTable:
             if own.fin_seen and peer.fin_seen:
                 self._end(conn, "fin", frame, ts, out)
             return out
-        if payload:
-            own.receive(data_seq, payload, frame, ts, out)
         if flags & ACK:
             peer.acked = ack
-            if peer.buffered or conn.closing:
-                peer.on_ack(frame, ts, out)
+            if peer.buffered or conn.closing or payload:
+                peer.on_ack(frame, ts, out, acted_on=bool(payload))
+        if payload:
+            own.receive(data_seq, payload, frame, ts, out)
         if flags & FIN:
             conn.closing = True
             own.fin((data_seq + len(payload)) & SEQ_MASK)

@@ -141,14 +141,28 @@ class TcpStream:
             return
         self._receive_slow(seq, data, frame, ts, out)
 
-    def on_ack(self, frame: int, ts: float, out: list[StreamEvent]) -> None:
+    def on_ack(
+        self, frame: int, ts: float, out: list[StreamEvent], *, acted_on: bool = False
+    ) -> None:
         """The other side acknowledged ``acked``: holes below it were lost by the capture.
 
-        Only a hole with something after it (buffered data or the FIN) is
-        declared: with nothing after it, the acknowledged bytes may simply
+        A hole is declared when something follows it (buffered data or the
+        FIN), or when the acknowledging segment carries data of its own
+        (``acted_on``): the peer has read the missing bytes and answered them,
+        so waiting longer only misattributes what comes next (a P-DATA-TF
+        after an A-ASSOCIATE-AC the capture lost is not a protocol error).
+        A bare ACK alone is not enough: the acknowledged bytes may simply
         not have reached the capture yet.
         """
-        if self._starts or (self.fin_off is not None and self.pos < self.fin_off):
+        if (
+            self._starts
+            or (self.fin_off is not None and self.pos < self.fin_off)
+            or (
+                acted_on
+                and self.started
+                and 0 < ((self.acked - self.next_seq) & SEQ_MASK) < MAX_WINDOW
+            )
+        ):
             upto = self._acked_offset()
             if upto is not None:
                 self._flush_to(upto, frame, ts, out)

@@ -5,16 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in tshark tcpdump dcmqrscp findscu movescu storescp ip; do
+for tool in tshark tcpdump dcmqrscp findscu movescu storescp ip chromium; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q tshark tcpdump dcmtk iproute2 >/dev/null
+    apt-get install -y -q tshark tcpdump dcmtk iproute2 chromium >/dev/null
   else
-    echo "missing tools: ${need[*]} (install: apt-get install tshark tcpdump dcmtk iproute2)" >&2
+    echo "missing tools: ${need[*]} (install: apt-get install tshark tcpdump dcmtk iproute2 chromium)" >&2
   fi
 fi
 

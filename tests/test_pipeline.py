@@ -180,3 +180,25 @@ def test_deflated_identifier_and_the_command_after_it():
     assert identifier.startswith("QueryRetrieveLevel=STUDY; PatientName=phi:")
     assert rows["messages"][1]["identifier_error"] == ""
     assert rows["messages"][2]["status"] == "0x0000"
+
+
+def test_command_set_in_explicit_vr_is_named_as_such():
+    import struct
+
+    def explicit(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+        return struct.pack("<HH", group, element) + vr + struct.pack("<H", len(value)) + value
+
+    body = (explicit(0, 0x0100, b"US", b"\x30\x80") + explicit(0, 0x0120, b"US", b"\x01\x00")
+            + explicit(0, 0x0800, b"US", b"\x01\x01") + explicit(0, 0x0900, b"US", b"\x00\x00"))
+    bad = explicit(0, 0, b"UL", struct.pack("<I", len(body))) + body
+    conv = Conversation()
+    conv.client_sends(build.associate_rq(contexts=build.ECHO_CONTEXT))
+    conv.server_sends(build.associate_ac())
+    conv.client_sends(build.echo_rq())
+    conv.server_sends(build.p_data(build.pdv(1, 0x03, bad)))
+    conv.client_sends(build.echo_rq(2))
+    conv.server_sends(build.echo_rsp(2))
+    conv.close()
+    rules = [v["rule"] for v in analyse(conv.frames)["violations"]]
+    assert "DIMSE-CMD-IVRLE" in rules and "DIMSE-CMD-DECODE" not in rules
+    assert rules.count("DIMSE-CMD-IVRLE") == 1  # the good C-ECHO-RSP after it is not flagged

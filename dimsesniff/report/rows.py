@@ -1,7 +1,8 @@
-"""Flat rows for the message, association and violation tables: one schema, one place.
+"""Flat rows for the message, association and violation tables.
 
-Column order is fixed (it is the file schema); values are plain str/int/float/
-bool/None so that CSV, JSON and pandas all see the same thing.  Every row
+Column order, types and units are those of ``schema.py`` (the file schema);
+values are plain str/int/float/bool/None so that CSV, JSON and pandas all see
+the same thing.  Every row
 carries frame numbers so it can be found in Wireshark.
 """
 
@@ -31,101 +32,16 @@ from ..identifiers import uid_name
 from ..observations import Finding, ObservedMessage
 from ..rules import RULES
 from ..standard.status import status_class, status_meaning
+from .schema import ASSOCIATION_COLUMNS, MESSAGE_COLUMNS, VIOLATION_COLUMNS
 
-MESSAGE_COLUMNS = (
-    "first_frame",
-    "last_frame",
-    "timestamp",
-    "association_id",
-    "client",
-    "server",
-    "calling_ae",
-    "called_ae",
-    "direction",
-    "context_id",
-    "abstract_syntax",
-    "abstract_syntax_name",
-    "transfer_syntax",
-    "transfer_syntax_assumed",
-    "command",
-    "command_field",
-    "message_id",
-    "message_id_responded_to",
-    "affected_sop_class_uid",
-    "status",
-    "status_meaning",
-    "status_class",
-    "remaining",
-    "completed",
-    "failed",
-    "warning",
-    "error_comment",
-    "offending_element",
-    "move_destination",
-    "priority",
-    "data_set_type",
-    "data_set_present",
-    "data_set_bytes",
-    "identifier",
-    "identifier_error",
-    "request_first_frame",
-    "response_time_s",
-    "complete",
-    "lost_bytes",
-)
-
-ASSOCIATION_COLUMNS = (
-    "association_id",
-    "client",
-    "server",
-    "calling_ae",
-    "called_ae",
-    "start_frame",
-    "end_frame",
-    "start_time",
-    "end_time",
-    "duration_s",
-    "end_reason",
-    "started_mid_capture",
-    "application_context",
-    "accepted_contexts",
-    "rejected_contexts",
-    "max_pdu_client",
-    "max_pdu_server",
-    "implementation_class_uid_client",
-    "implementation_version_client",
-    "implementation_class_uid_server",
-    "implementation_version_server",
-    "async_window",
-    "role_selection",
-    "user_identity_type",
-    "messages_client",
-    "messages_server",
-    "findings",
-)
-
-VIOLATION_COLUMNS = (
-    "rule",
-    "severity",
-    "message",
-    "citation",
-    "first_frame",
-    "last_frame",
-    "timestamp",
-    "association_id",
-    "client",
-    "server",
-    "calling_ae",
-    "called_ae",
-    "message_id",
-    "command",
-    "status",
-    "status_meaning",
-    "observed",
-    "expected",
-    "profile",
-    "tshark_filter",
-)
+__all__ = [
+    "ASSOCIATION_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "VIOLATION_COLUMNS",
+    "association_row",
+    "message_row",
+    "violation_row",
+]
 
 
 def iso(ts: float | None) -> str:

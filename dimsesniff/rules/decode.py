@@ -94,6 +94,15 @@ DECODE_RULES = (
         "DIMSE-CMD-DECODE", E, "Command set is not valid Implicit VR Little Endian", "PS3.7 §6.3.1"
     ),
     Rule(
+        "DIMSE-CMD-IVRLE",
+        E,
+        "Command set not encoded in Implicit VR Little Endian",
+        "PS3.7 §6.3.1",
+        "A command set is always Implicit VR Little Endian, whatever transfer syntax was "
+        "negotiated (rules.md D13); one that parses only as Explicit VR or Big Endian was "
+        "written in the negotiated syntax, and strict peers cannot read it.",
+    ),
+    Rule(
         "DIMSE-DS-TOO-LONG",
         W,
         "Identifier longer than the decoder keeps; not decoded",

@@ -67,7 +67,9 @@ def pdu_state(event: AssociationEvent) -> Iterator[Problem]:
     assoc = event.assoc
     if event.kind == "associate-ac":
         state_before, _ = event.pdu  # type: ignore[misc]
-        if state_before != "requested":
+        # An association decoded on assumptions (its A-ASSOCIATE-RQ was not captured)
+        # was only guessed established: the AC that follows is the real one.
+        if state_before != "requested" and not assoc.assumed:
             yield Problem(
                 f"A-ASSOCIATE-AC while the association was {state_before}",
                 observed="A-ASSOCIATE-AC",

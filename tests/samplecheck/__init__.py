@@ -1,0 +1,1 @@
+"""Helpers for checking dimsesniff against real captures: peer logs, tshark, TCP rewriting."""
