@@ -145,15 +145,19 @@ def analyze(
         ),
     ] = None,
     html: Annotated[
-        bool, typer.Option("--html/--no-html", help="Write report.html (charts, findings).")
-    ] = True,
+        bool,
+        typer.Option(
+            "--html/--no-html",
+            help="Write report.html (charts, findings); off by default: charts cost seconds.",
+        ),
+    ] = False,
     conformance: Annotated[
         bool,
         typer.Option(
             "--conformance/--no-conformance",
             help="Write the observed conformance statement (conformance.md, conformance.html).",
         ),
-    ] = True,
+    ] = False,
     port: Annotated[
         list[int] | None,
         typer.Option("--port", help="Always decode this TCP port as DICOM (repeatable)."),
@@ -190,9 +194,9 @@ def analyze(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary, no progress.")] = False,
 ) -> None:
     """Analyse capture files: write the messages, associations and violations tables,
-    report.html and the observed conformance statement.
+    and on request report.html and the observed conformance statement.
 
-    Example: dimsesniff analyze samples/dcmtk-move.pcap -o out/ --format csv,parquet
+    Example: dimsesniff analyze samples/dcmtk-move.pcap -o out/ --html --conformance
     """
     table_formats = split_formats(formats)
     selected, ignored = split_list(select), split_list(ignore)

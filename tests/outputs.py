@@ -34,7 +34,8 @@ _DONE: dict[str, Path] = {}
 def analyze_cli(capture: Path, out: Path, *extra: str) -> Path:
     """``dimsesniff analyze`` in-process with every format; fails the test on a bad exit."""
     args = ["analyze", str(capture), "-o", str(out), "-q", "--fail-on", "never"]
-    args += ["--format", "csv,jsonl,parquet", "--phi-key", PHI_KEY, *extra]
+    args += ["--format", "csv,jsonl,parquet", "--html", "--conformance", "--phi-key", PHI_KEY]
+    args += extra
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return out

@@ -205,7 +205,7 @@ def test_format_and_output_switches(tmp_path):
     assert result.exit_code == 2 and "unknown --format xml" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(
-        app, ["analyze", capture, "-o", str(out), "-q", "-f", "jsonl", "--no-html"]
+        app, ["analyze", capture, "-o", str(out), "-q", "-f", "jsonl", "--conformance"]
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
@@ -216,7 +216,7 @@ def test_format_and_output_switches(tmp_path):
         "violations.jsonl",
     ]
     out = tmp_path / "b"
-    result = runner.invoke(app, ["analyze", capture, "-o", str(out), "-q", "--no-conformance"])
+    result = runner.invoke(app, ["analyze", capture, "-o", str(out), "-q", "--html"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
         "associations.csv",

@@ -381,12 +381,12 @@ def test_duration_and_count_end_the_capture(tmp_path, root, live_runs):
         assert run.proc.wait(10) == 0
         assert "capture ended (--count reached) after" in run.stdout()
         assert "3 frames" in run.stdout()
-        started = time.monotonic()
         run = start_live(
             live_runs, tmp_path, "-i", "lo", "-f", f"tcp port {port}", "-o", "o2", "--duration", "1"
         )
-        assert run.proc.wait(10) == 0
-        assert time.monotonic() - started < 8
+        # It stops by itself (no signal is sent); how fast depends on the machine's load,
+        # so the bound is only there to turn a hang into a failure.
+        assert run.proc.wait(60) == 0
         assert "capture ended (--duration reached) after" in run.stdout()
 
 

@@ -102,7 +102,8 @@ PHI_NAMES = [n for n in NAMES if peerlog.phi_values(log_of(n))]
 def run_cli(name: str, out, *extra: str) -> str:
     """``dimsesniff analyze`` on a sample; returns all it wrote: every output file and stdout."""
     pcap = SAMPLES / log_of(name)["pcap"]
-    args = ["analyze", str(pcap), "-o", str(out), "--fail-on", "never", *extra]
+    args = ["analyze", str(pcap), "-o", str(out), "--fail-on", "never", "--html",
+            "--conformance", *extra]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     files = sorted(p for p in out.rglob("*") if p.is_file())
