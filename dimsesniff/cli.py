@@ -19,11 +19,25 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from . import __version__
 from .api import export
+from .cli_options import (
+    FailOn,
+    IgnoreOption,
+    IncludePhiOption,
+    PhiKeyOption,
+    PortOption,
+    Profile,
+    ProfileOption,
+    SelectOption,
+    err,
+    fail,
+    failed,
+    rule_filter,
+)
 from .pipeline import Options
 from .redact import Redactor
 from .report.schema import FORMATS, TABLES, describe_json, describe_markdown
 from .report.summary import print_summary
-from .rules import RULES, Severity
+from .rules import RULES
 from .rules.base import BOTH
 from .sources import CaptureError
 
@@ -34,23 +48,6 @@ app = typer.Typer(
     help="DICOM network traffic analyzer: associations, DIMSE messages and Query/Retrieve "
     "response checks from pcap/pcapng captures.",
 )
-err = Console(stderr=True, soft_wrap=True)
-
-
-class Profile(StrEnum):
-    standard = "standard"
-    seed_tables = "ps3.2-tables"
-
-
-class FailOn(StrEnum):
-    error = "error"
-    warning = "warning"
-    never = "never"
-
-
-def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 class ProgressReader:
@@ -104,15 +101,6 @@ class ProgressReader:
         self._raw.close()
 
 
-def matches(rule_id: str, patterns: list[str]) -> bool:
-    """``--select MOVE,SEQ``: a pattern is a rule ID or a prefix of one."""
-    return any(rule_id == p or rule_id.startswith(p) for p in patterns)
-
-
-def split_list(values: list[str] | None) -> list[str]:
-    return [v.strip().upper() for item in values or [] for v in item.split(",") if v.strip()]
-
-
 def split_formats(values: list[str] | None) -> list[str]:
     """``--format csv,parquet`` (or repeated): table formats, in the order given."""
     formats = [v.strip().lower() for item in values or ["csv"] for v in item.split(",")]
@@ -158,39 +146,16 @@ def analyze(
             help="Write the observed conformance statement (conformance.md, conformance.html).",
         ),
     ] = False,
-    port: Annotated[
-        list[int] | None,
-        typer.Option("--port", help="Always decode this TCP port as DICOM (repeatable)."),
-    ] = None,
-    select: Annotated[
-        list[str] | None,
-        typer.Option(help="Only report these rule IDs or prefixes (comma-separated)."),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        typer.Option(help="Do not report these rule IDs or prefixes (comma-separated)."),
-    ] = None,
-    profile: Annotated[
-        Profile,
-        typer.Option(
-            help="standard: PS3.4/PS3.7 normative text; ps3.2-tables: the PS3.2 "
-            "Annex N tables N.7-48..N.7-51 read literally."
-        ),
-    ] = Profile.standard,
+    port: PortOption = None,
+    select: SelectOption = None,
+    ignore: IgnoreOption = None,
+    profile: ProfileOption = Profile.standard,
     fail_on: Annotated[
         FailOn,
         typer.Option(help="Exit with 1 when a finding of this severity or worse is reported."),
     ] = FailOn.error,
-    include_phi: Annotated[
-        bool,
-        typer.Option(
-            help="Write patient names, IDs and birth dates as they are (default: keyed tokens)."
-        ),
-    ] = False,
-    phi_key: Annotated[
-        str | None,
-        typer.Option(help="Key for the patient-data tokens, so they are stable across runs."),
-    ] = None,
+    include_phi: IncludePhiOption = False,
+    phi_key: PhiKeyOption = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary, no progress.")] = False,
 ) -> None:
     """Analyse capture files: write the messages, associations and violations tables,
@@ -199,13 +164,7 @@ def analyze(
     Example: dimsesniff analyze samples/dcmtk-move.pcap -o out/ --html --conformance
     """
     table_formats = split_formats(formats)
-    selected, ignored = split_list(select), split_list(ignore)
-    unknown = [p for p in selected + ignored if not any(r.startswith(p) for r in RULES)]
-    if unknown:
-        raise fail(f"no rule matches {', '.join(unknown)} (see: dimsesniff rules)")
-
-    def keep(rule_id: str) -> bool:
-        return (not selected or matches(rule_id, selected)) and not matches(rule_id, ignored)
+    keep = rule_filter(select, ignore)
 
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -264,11 +223,8 @@ def analyze(
             result.warnings,
             time.monotonic() - started,
         )
-    if fail_on is not FailOn.never:
-        threshold = Severity(fail_on.value).rank
-        worst = [s for s, n in result.analysis.tally.severities.items() if n]
-        if any(Severity(s).rank >= threshold for s in worst):
-            raise typer.Exit(code=1)
+    if failed((s for s, n in result.analysis.tally.severities.items() if n), fail_on):
+        raise typer.Exit(code=1)
 
 
 @app.command()

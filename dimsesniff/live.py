@@ -276,7 +276,7 @@ def expire_idle(pipeline: Pipeline, now: float) -> None:
     ``Pipeline.feed`` only expires when a packet arrives; a quiet network needs the clock.
     """
     if pipeline.options.idle_timeout is not None:
-        pipeline._dispatch(pipeline.flows.expire(now))
+        pipeline.expire(now)
 
 
 def warm_up(redactor: Redactor) -> None:

@@ -27,6 +27,19 @@ import typer
 from rich.console import Console
 
 from .analysis import Analysis
+from .cli_options import (
+    FailOn,
+    IgnoreOption,
+    IncludePhiOption,
+    PhiKeyOption,
+    PortOption,
+    Profile,
+    ProfileOption,
+    SelectOption,
+    fail,
+    failed,
+    rule_filter,
+)
 from .pipeline import Options, Pipeline
 from .redact import Redactor
 from .report.csv_writer import CsvTable
@@ -34,7 +47,6 @@ from .report.jsonl_writer import JsonlTable
 from .report.rotating import Piece, RotatePolicy, Rotating, parse_rotate
 from .report.schema import TABLE_COLUMNS, normalize
 from .report.summary import print_summary
-from .rules import RULES, Severity
 
 
 class AlertFormat(StrEnum):
@@ -291,39 +303,16 @@ def live(
             min=1,
         ),
     ] = 300.0,
-    port: Annotated[
-        list[int] | None,
-        typer.Option("--port", help="Always decode this TCP port as DICOM (repeatable)."),
-    ] = None,
-    select: Annotated[
-        list[str] | None,
-        typer.Option(help="Only report these rule IDs or prefixes (comma-separated)."),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        typer.Option(help="Do not report these rule IDs or prefixes (comma-separated)."),
-    ] = None,
-    profile: Annotated[
-        Profile,
-        typer.Option(
-            help="standard: PS3.4/PS3.7 normative text; ps3.2-tables: the PS3.2 "
-            "Annex N tables N.7-48..N.7-51 read literally."
-        ),
-    ] = "standard",  # type: ignore[assignment]  # Profile is imported at the end (see there)
+    port: PortOption = None,
+    select: SelectOption = None,
+    ignore: IgnoreOption = None,
+    profile: ProfileOption = Profile.standard,
     fail_on: Annotated[
         FailOn,
         typer.Option(help="Exit with 1 when a finding of this severity or worse was reported."),
-    ] = "never",  # type: ignore[assignment]
-    include_phi: Annotated[
-        bool,
-        typer.Option(
-            help="Write patient names, IDs and birth dates as they are (default: keyed tokens)."
-        ),
-    ] = False,
-    phi_key: Annotated[
-        str | None,
-        typer.Option(help="Key for the patient-data tokens, so they are stable across runs."),
-    ] = None,
+    ] = FailOn.never,
+    include_phi: IncludePhiOption = False,
+    phi_key: PhiKeyOption = None,
     promisc: Annotated[
         bool,
         typer.Option(help="Put named interfaces in promiscuous mode (span ports need it)."),
@@ -356,17 +345,11 @@ def live(
         raise fail(
             "--format parquet is written whole, not row by row: analyze the --write-pcap file"
         )
-    selected, ignored = split_list(select), split_list(ignore)
-    unknown = [p for p in selected + ignored if not any(r.startswith(p) for r in RULES)]
-    if unknown:
-        raise fail(f"no rule matches {', '.join(unknown)} (see: dimsesniff rules)")
+    keep = rule_filter(select, ignore)
     try:
         policy = parse_rotate(rotate or [])
     except ValueError as exc:
         raise fail(str(exc)) from None
-
-    def keep(rule_id: str) -> bool:
-        return (not selected or matches(rule_id, selected)) and not matches(rule_id, ignored)
 
     try:
         capture = capture_lib.LiveCapture(
@@ -477,13 +460,10 @@ def live(
             signal.signal(sig, handler)
         os.close(wake_r)
         os.close(wake_w)
-    if fail_on is not FailOn.never:
-        threshold = Severity(fail_on.value).rank
-        if any(Severity(s).rank >= threshold for s, n in analysis.tally.severities.items() if n):
-            raise typer.Exit(code=1)
+    if failed((s for s, n in analysis.tally.severities.items() if n), fail_on):
+        raise typer.Exit(code=1)
 
 
-# cli.py imports this module at its end to register the command; importing the shared option
-# types and helpers back from it here, after ``live`` is defined, works whichever of the two
-# modules is imported first (typer reads the annotations only when the app runs).
-from .cli import FailOn, Profile, fail, matches, split_formats, split_list  # noqa: E402
+# cli.py imports this module at its end to register the command; split_formats is imported
+# back from it here, after ``live`` is defined, which works whichever module comes first.
+from .cli import split_formats  # noqa: E402

@@ -71,8 +71,16 @@ class Pipeline:
         if events:
             self._dispatch(events)
         if self.options.idle_timeout is not None and ts - self._last_expiry > 1.0:
-            self._last_expiry = ts
-            self._dispatch(self.flows.expire(ts))
+            self.expire(ts)
+
+    def expire(self, now: float) -> None:
+        """Close connections idle for longer than ``Options.idle_timeout`` at time ``now``.
+
+        Called from ``feed`` as capture time advances, and by live capture from a
+        timer, so that a silent network still sees its idle associations closed.
+        """
+        self._last_expiry = now
+        self._dispatch(self.flows.expire(now))
 
     def feed_all(self, frames: Iterable[tuple[float, int, bytes]]) -> None:
         for ts, linktype, frame in frames:

@@ -29,89 +29,19 @@ from dissectors.dimse import (
     AFFECTED_SOP_CLASS_UID,
     AFFECTED_SOP_INSTANCE_UID,
     ATTRIBUTE_IDENTIFIER_LIST,
-    COMPLETED,
     ERROR_COMMENT,
     ERROR_ID,
     EVENT_TYPE_ID,
-    FAILED,
     OFFENDING_ELEMENT,
-    WARNING,
 )
 
-from .status import NONE, SUBOP_COUNTS, StatusClass, StatusRow, find_row, one
+from .qr_tables import QR_MOVE
+from .status import NONE, StatusRow, find_row, one
 
 # The status fields proper (PS3.7 Annex C): what a response adds to explain a status.
 STATUS_FIELDS = frozenset({OFFENDING_ELEMENT, ERROR_COMMENT, ERROR_ID})
 
-_FINAL_COUNTS = frozenset({COMPLETED, FAILED, WARNING})
-_C42 = "PS3.4 Table C.4-2"
-
-# PS3.4 Table C.4-2 (C-MOVE Response Status Values), one row per line of the table.
-QR_MOVE_C42 = (
-    StatusRow(
-        StatusClass.FAILURE,
-        one(0xA701),
-        "Refused: Out of resources - Unable to calculate number of matches",
-        frozenset({ERROR_COMMENT}),
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.FAILURE,
-        one(0xA702),
-        "Refused: Out of resources - Unable to perform sub-operations",
-        _FINAL_COUNTS,
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.FAILURE,
-        one(0xA801),
-        "Refused: Move Destination unknown",
-        frozenset({ERROR_COMMENT}),
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.FAILURE,
-        one(0xA900),
-        "Error: Data Set does not match SOP Class",
-        frozenset({OFFENDING_ELEMENT, ERROR_COMMENT}),
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.FAILURE,
-        range(0xC000, 0xD000),
-        "Failed: Unable to Process",
-        frozenset({OFFENDING_ELEMENT, ERROR_COMMENT}),
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.CANCEL,
-        one(0xFE00),
-        "Sub-operations terminated due to Cancel Indication",
-        SUBOP_COUNTS,
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.WARNING,
-        one(0xB000),
-        "Sub-operations Complete - One or more Failures",
-        _FINAL_COUNTS,
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.SUCCESS,
-        one(0x0000),
-        "Sub-operations Complete - No Failures",
-        _FINAL_COUNTS,
-        _C42,
-    ),
-    StatusRow(
-        StatusClass.PENDING,
-        one(0xFF00),
-        "Sub-operations are continuing",
-        SUBOP_COUNTS,
-        _C42,
-    ),
-)
+# PS3.4 Table C.4-2 (C-MOVE Response Status Values) lives in qr_tables.QR_MOVE.
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +175,7 @@ MOVE_STATUS_TYPES = (
 
 def move_row(code: int) -> StatusRow | None:
     """The PS3.4 Table C.4-2 row of a C-MOVE status code, if the table has one."""
-    return find_row(QR_MOVE_C42, code)
+    return find_row(QR_MOVE, code)
 
 
 def move_status_type(code: int) -> MoveStatusType | None:
@@ -258,7 +188,6 @@ def move_status_type(code: int) -> MoveStatusType | None:
 
 __all__ = [
     "MOVE_STATUS_TYPES",
-    "QR_MOVE_C42",
     "STATUS_FIELDS",
     "STATUS_TYPES",
     "MoveStatusType",
