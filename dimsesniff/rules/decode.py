@@ -29,6 +29,15 @@ DECODE_RULES = (
         "The first copy is kept.",
     ),
     Rule(
+        "TCP-OUT-OF-WINDOW",
+        W,
+        "Segment far beyond the expected sequence number; ignored",
+        "RFC 9293 §3.10.7.4 (segment acceptability)",
+        "A segment 2**30 bytes or more ahead of the stream cannot belong to it (a junk or "
+        "spoofed packet); accepting it would declare a gigabyte-sized hole. Reported once "
+        "per direction.",
+    ),
+    Rule(
         "TCP-FLOW-CAP",
         W,
         "Too many simultaneous TCP connections; the oldest was dropped",

@@ -40,3 +40,15 @@ def test_every_checked_rule_has_cases_both_ways(rule_id):
     assert data.get("fires"), f"{rule_id}: no case where it fires"
     assert data.get("passes"), f"{rule_id}: no case where it must not fire"
     assert RULES[rule_id].doc, f"{rule_id}: docstring has no body explaining why"
+
+
+def test_every_finding_code_the_decoders_emit_is_a_rule():
+    """A finding whose ID is not registered would reach the reports without severity or citation."""
+    import re
+
+    root = Path(__file__).parent.parent.parent
+    sources = [*root.glob("dissectors/*.py"), *root.glob("dimsesniff/*.py")]
+    emitted = {code for path in sources
+               for code in re.findall(r'"((?:TCP|UL|DIMSE)-[A-Z0-9-]+)"', path.read_text())}
+    assert emitted, "no finding codes found: the pattern is stale"
+    assert sorted(emitted - RULES.keys()) == []
