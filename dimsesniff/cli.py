@@ -15,6 +15,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from . import __version__
@@ -35,6 +36,7 @@ from .cli_options import (
 )
 from .pipeline import Options
 from .redact import Redactor
+from .report.safe_text import printable
 from .report.schema import FORMATS, TABLES, describe_json, describe_markdown
 from .report.summary import print_summary
 from .rules import RULES
@@ -308,7 +310,7 @@ def main() -> None:
         if os.environ.get("DIMSESNIFF_DEBUG"):
             raise
         err.print(
-            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(printable(str(exc)))} "
             "(set DIMSESNIFF_DEBUG=1 for the traceback, and please report it)",
             highlight=False,
         )

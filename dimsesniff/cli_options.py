@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from .report.safe_text import printable
 from .rules import RULES, Severity
 
 err = Console(stderr=True, soft_wrap=True)
@@ -31,7 +33,7 @@ class FailOn(StrEnum):
 
 def fail(message: str) -> typer.Exit:
     """One line on stderr and exit code 2 (usage or input error), never a traceback."""
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {escape(printable(message))}", highlight=False)
     return typer.Exit(code=2)
 
 

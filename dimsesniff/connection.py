@@ -113,6 +113,7 @@ class DicomConnection:
         self._held_bytes: list[list[tuple[bytes, int, float]]] = [[], []]
         self._held_events: list[list[UlEvent]] = [[], []]
         self._probed = [0, 0]
+        self._lined = [0, 0]  # PDUs back to back in the held events (see _lined_up)
         self._outstanding: dict[tuple[bool, int], ObservedMessage] = {}
         self._want_pdata = sink.wants("pdata")
         self._want_pdata_end = sink.wants("pdata-end")
@@ -191,22 +192,27 @@ class DicomConnection:
             return
         events = self._parsers[side].feed(data, frame, ts)
         self._held_events[side].extend(events)
-        if self._parsers[side].pdus >= 2 and self._lined_up(self._held_events[side]):
+        # Counted as events arrive: rescanning every held event per segment was
+        # quadratic (a megabyte of one-byte segments took hours).
+        self._lined[side] = self._lined_up(events, self._lined[side])
+        if self._parsers[side].pdus >= 2 and self._lined[side] >= 2:
             self._decide_dicom(frame, ts)
         elif self._probed[side] > 4 * PROBE_LIMIT or min(self._probed) > PROBE_LIMIT:
             self.state = NOT_DICOM
 
     @staticmethod
-    def _lined_up(events: list[UlEvent]) -> bool:
-        """Two PDUs decoded back to back, with no framing error after the first resync."""
-        pdus = 0
+    def _lined_up(events: list[UlEvent], pdus: int = 0) -> int:
+        """PDUs decoded back to back (no framing error since, a resync is not one).
+
+        ``pdus`` is the count before ``events``; two or more means DICOM.
+        """
         for ev in events:
             if isinstance(ev, DecodeFinding):
                 if ev.code != "UL-RESYNC":
                     pdus = 0
             elif not isinstance(ev, (Pdv, Lost)):
                 pdus += 1
-        return pdus >= 2
+        return pdus
 
     def _decide_dicom(self, frame: int, ts: float) -> None:
         self.state = DICOM

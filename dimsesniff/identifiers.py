@@ -168,8 +168,8 @@ def check_shape(data: bytes, implicit: bool, little: bool) -> int:
             pos = value
             continue
         if length >= 8 and (
-            explicit and vr == b"SQ"
-            or (not explicit or vr == b"UN") and dictionary_sq(tag) is not False
+            (explicit and vr == b"SQ")
+            or ((not explicit or vr == b"UN") and dictionary_sq(tag) is not False)
             or data[value : value + 4] == item_tag
         ):
             stack.append(_Container(value + length, True, box.implicit, box.little))

@@ -47,6 +47,7 @@ OUTSTANDING, CANCEL_SEEN, DONE = "outstanding", "cancel-seen", "done"
 RECENT_DONE = 64  # finished operations remembered per association
 MAX_OPEN = 4096  # open operations per association before the oldest is dropped
 RECENT_ORPHANS = 64  # unmatched responses remembered per association (early responses)
+RECENT_RESPONSES = 64  # responses remembered per operation (a C-FIND may have millions)
 
 Counts = tuple[int | None, int | None, int | None, int | None]
 
@@ -67,7 +68,11 @@ class Operation:
     message_id: int
     request: ObservedMessage
     state: str = OUTSTANDING
-    responses: list[ObservedMessage] = field(default_factory=list)
+    # The last RECENT_RESPONSES responses only: each holds its decoded identifier, and
+    # one operation can have millions (counts are in ``pendings``).
+    responses: deque[ObservedMessage] = field(
+        default_factory=lambda: deque(maxlen=RECENT_RESPONSES)
+    )
     pendings: int = 0
     cancel: ObservedMessage | None = None
     pendings_after_cancel: int = 0

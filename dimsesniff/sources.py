@@ -42,6 +42,9 @@ headers; 256 KiB is also the snap length tcpdump and dumpcap use by default.
 """
 MAX_OTHER_BLOCK = 16 * 1024 * 1024
 """Largest pcapng block that is not a packet (name resolution, decryption secrets)."""
+MAX_TIMESTAMP = 32_503_680_000.0
+"""Year 3000.  A pcapng timestamp (64 bits, any resolution, any offset) outside
+[1970, 3000) is damage; the previous packet's time is used instead, with a warning."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -124,6 +127,7 @@ class FrameReader:
         # Once the file header is understood, damage is reported as a warning
         # and the frames read so far are kept; before that it is a CaptureError.
         self._recognised = False
+        self._bad_time = False
 
     # ----------------------------------------------------------------- public
 
@@ -309,6 +313,16 @@ class FrameReader:
             self._buf, self._pos = buf, pos
             self.frames = count
 
+    def _bad_ts(self, previous: float, packet: int) -> float:
+        """A packet time no clock could show: keep the previous one (and say so once)."""
+        if not self._bad_time:
+            self._bad_time = True
+            self.warnings.append(
+                f"{self.name}: packet {packet} (and maybe later ones) has a timestamp "
+                "outside 1970-3000; the previous packet's time is used"
+            )
+        return previous
+
     def _truncated(self, count: int, what: str) -> None:
         self.frames = count
         self.warnings.append(f"{self.name}: truncated last {what} ignored after {count} frames")
@@ -347,7 +361,10 @@ class FrameReader:
                         and not blen & 3
                     ):
                         linktype, _snaplen, divisor, offset = interfaces[ifid]
-                        last_ts = ((ts_hi << 32) | ts_lo) / divisor + offset
+                        ts = ((ts_hi << 32) | ts_lo) / divisor + offset
+                        if not 0.0 <= ts < MAX_TIMESTAMP:
+                            ts = self._bad_ts(last_ts, count + 1)
+                        last_ts = ts
                         count += 1
                         yield last_ts, linktype, buf[pos + 28 : pos + 28 + caplen]
                         pos += blen
@@ -416,7 +433,10 @@ class FrameReader:
                     self._fail(f"packet block {count + 1} is inconsistent (corrupt file)")
                 iface = interfaces[ifid]
                 if ts_hi >= 0:
-                    last_ts = ((ts_hi << 32) | ts_lo) / iface.divisor + iface.offset
+                    ts = ((ts_hi << 32) | ts_lo) / iface.divisor + iface.offset
+                    if not 0.0 <= ts < MAX_TIMESTAMP:
+                        ts = self._bad_ts(last_ts, count + 1)
+                    last_ts = ts
                 count += 1
                 yield last_ts, iface.linktype, buf[data : data + caplen]
                 pos += blen

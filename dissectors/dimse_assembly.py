@@ -107,6 +107,8 @@ class DimseAssembler:
         self._max_data_set = max_data_set
         self._max_command = max_command
         self.messages = 0
+        # Inside a data set whose command set was not seen: reported once, not per piece.
+        self._orphan = False
 
     @property
     def in_progress(self) -> bool:
@@ -123,6 +125,7 @@ class DimseAssembler:
         out: list[DimseMessage | DecodeFinding] = []
         cur = self._cur
         if ev.control & COMMAND_BIT:
+            self._orphan = False
             if cur is not None and cur.message is not None:
                 out.append(
                     DecodeFinding(
@@ -167,15 +170,19 @@ class DimseAssembler:
             return out
         # A data set fragment.
         if cur is None or cur.message is None:
-            out.append(
-                DecodeFinding(
-                    "UL-MCH-ORDER" if cur is not None else "DIMSE-DATA-WITHOUT-COMMAND",
-                    "data set fragment with no complete command set before it "
-                    "(capture started mid-message, or a Command Data Set Type of 0101H was wrong)",
-                    ev.first_frame,
-                    ev.ts,
+            if cur is not None or not self._orphan:
+                out.append(
+                    DecodeFinding(
+                        "UL-MCH-ORDER" if cur is not None else "DIMSE-DATA-WITHOUT-COMMAND",
+                        "data set fragment with no complete command set before it (capture "
+                        "started mid-message, or a Command Data Set Type of 0101H was wrong)",
+                        ev.first_frame,
+                        ev.ts,
+                    )
                 )
-            )
+            # Its other pieces and fragments are the same problem (one per TCP segment of
+            # a C-STORE's pixel data otherwise), until its last fragment ends.
+            self._orphan = not (ev.end and ev.control & LAST_BIT)
             if cur is not None:
                 self._cur = None
             return out
@@ -213,6 +220,8 @@ class DimseAssembler:
 
     def lost(self, ev: Lost) -> list[DimseMessage | DecodeFinding]:
         """Bytes the capture missed: the message in progress is incomplete."""
+        if not ev.inside_pdv:
+            self._orphan = False  # the parser lost its place: what follows is news
         cur = self._cur
         if cur is None:
             return []

@@ -321,6 +321,13 @@ class PduParser:
                     return
 
     def _begin_pdu(self, pdu_type: int, length: int, events: list[UlEvent]) -> None:
+        if pdu_type == P_DATA_TF and length > PLAUSIBLE_PDATA_LENGTH:
+            # Streamed, it would swallow every later PDU as PDV data: taken for garbage.
+            raise Malformed(
+                "UL-PDU-TOO-LONG",
+                f"P-DATA-TF claims {length} bytes (more than {PLAUSIBLE_PDATA_LENGTH}, "
+                "which no peer sends); resynchronising",
+            )
         if pdu_type == P_DATA_TF:
             self._pdu_type = pdu_type
             self._remaining = length

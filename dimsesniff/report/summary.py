@@ -1,16 +1,28 @@
-"""The short summary printed on the terminal after an analysis."""
+"""The short summary printed on the terminal after an analysis.
+
+Text that can come from the wire (AE titles in the peer column) or from the user
+(file names in warnings and paths) goes through ``safe`` first: control characters
+made visible, rich markup escaped.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis import Tally
 from ..pipeline import Counters
 from ..rules import RULES
 from .rows import iso
+from .safe_text import printable
+
+
+def safe(text: object) -> str:
+    """Any text for a rich console string: no control character, no live markup."""
+    return escape(printable(str(text)))
 
 
 def print_summary(
@@ -33,7 +45,7 @@ def print_summary(
         highlight=False,
     )
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {safe(warning)}", highlight=False)
     if tally.messages:
         table = Table(title="DIMSE messages", title_justify="left", show_edge=False)
         table.add_column("command")
@@ -45,7 +57,7 @@ def print_summary(
                 for (cmd, status), n in sorted(tally.statuses.items())
                 if cmd == command
             )
-            table.add_row(command, str(count), statuses)
+            table.add_row(safe(command), str(count), safe(statuses))
         console.print(table)
     if tally.findings:
         table = Table(title="Findings by rule", title_justify="left", show_edge=False)
@@ -56,10 +68,10 @@ def print_summary(
         for rule_id, count in sorted(tally.findings.items(), key=lambda kv: -kv[1]):
             rule = RULES.get(rule_id)
             table.add_row(
-                rule_id,
+                safe(rule_id),
                 rule.severity.value if rule else "?",
                 str(count),
-                rule.summary if rule else "",
+                safe(rule.summary) if rule else "",
             )
         console.print(table)
         table = Table(
@@ -68,7 +80,7 @@ def print_summary(
         table.add_column("peer")
         table.add_column("count", justify="right")
         for peer, count in tally.findings_by_peer.most_common(10):
-            table.add_row(peer, str(count))
+            table.add_row(safe(peer), str(count))
         console.print(table)
         sev = tally.severities
         console.print(
@@ -78,4 +90,4 @@ def print_summary(
     else:
         console.print("no findings")
     for path in outputs:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {safe(path)}", highlight=False)

@@ -18,7 +18,7 @@ from dissectors.ul_events import (
     ReleaseRP,
     ReleaseRQ,
 )
-from dissectors.ul_pdu import PduParser
+from dissectors.ul_pdu import PLAUSIBLE_PDATA_LENGTH, PduParser
 from tests import build
 
 
@@ -130,11 +130,16 @@ def test_pdv_header_frame_is_first_frame_of_piece():
 
 def test_huge_claimed_length_allocates_nothing():
     parser = PduParser()
-    header = bytes([0x04, 0]) + (0xFFFFFFFF).to_bytes(4, "big") + (0xFFFFFFF0).to_bytes(4, "big")
+    length = PLAUSIBLE_PDATA_LENGTH  # the longest P-DATA-TF streamed; beyond, it is garbage
+    header = bytes([0x04, 0]) + length.to_bytes(4, "big") + (length - 4).to_bytes(4, "big")
     events = parser.feed(header + bytes([1, 0]) + b"abcd", 1, 0.0)
     assert isinstance(events[0], PDataTF)
     assert events[1].data == b"abcd" and not events[1].end
     assert len(parser._buf) == 0
+    bogus = bytes([0x04, 0]) + (0xFFFFFFFF).to_bytes(4, "big") + (0xFFFFFFF0).to_bytes(4, "big")
+    events = PduParser().feed(bogus + bytes([1, 0]) + b"abcd" + build.release_rq(), 1, 0.0)
+    codes = [e.code for e in events if isinstance(e, DecodeFinding)]
+    assert codes == ["UL-PDU-TOO-LONG", "UL-RESYNC"] and isinstance(events[-1], ReleaseRQ)
     big_assoc = bytes([0x01, 0]) + (0xFFFFFFF0).to_bytes(4, "big") + b"\x00\x01" + b"z" * 100
     parser = PduParser()
     events = parser.feed(big_assoc, 1, 0.0)
