@@ -878,22 +878,7 @@ def deflate_bomb() -> bytes:
 
 # ------------------------------------------------------------ command sets
 
-US_TAGS = frozenset(
-    {
-        dimse.COMMAND_FIELD,
-        dimse.MESSAGE_ID,
-        dimse.MESSAGE_ID_BEING_RESPONDED_TO,
-        dimse.PRIORITY,
-        dimse.COMMAND_DATA_SET_TYPE,
-        dimse.STATUS,
-        dimse.REMAINING,
-        dimse.COMPLETED,
-        dimse.FAILED,
-        dimse.WARNING,
-        dimse.MOVE_ORIGINATOR_MESSAGE_ID,
-        dimse.ERROR_ID,
-    }
-)
+US_TAGS = frozenset(tag for tag, (vr, _name) in dimse.COMMAND_DICTIONARY.items() if vr == "US")
 SYNTAX_IMPLICIT = SYNTAXES[0]
 
 

@@ -10,20 +10,8 @@ import struct
 
 from dissectors import dimse
 
-US_TAGS = {
-    dimse.COMMAND_FIELD,
-    dimse.MESSAGE_ID,
-    dimse.MESSAGE_ID_BEING_RESPONDED_TO,
-    dimse.PRIORITY,
-    dimse.COMMAND_DATA_SET_TYPE,
-    dimse.STATUS,
-    dimse.REMAINING,
-    dimse.COMPLETED,
-    dimse.FAILED,
-    dimse.WARNING,
-    dimse.ERROR_ID,
-    dimse.MOVE_ORIGINATOR_MESSAGE_ID,
-}
+# Tags whose value is an unsigned short, from the Command Dictionary (PS3.7 Annex E).
+US_TAGS = frozenset(tag for tag, (vr, _name) in dimse.COMMAND_DICTIONARY.items() if vr == "US")
 
 
 def element(tag: int, value: bytes) -> bytes:
