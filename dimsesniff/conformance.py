@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .report.safe_text import printable
 from .standard.qr_tables import QR_FIND_CLASSES, QR_MOVE_CLASSES
 from .standard.status import QR_FIND_SEED, QR_MOVE_SEED, StatusClass, StatusRow, one
 
@@ -736,8 +737,9 @@ INTRO = (
 
 
 def md_escape(value: object) -> str:
-    """Wire text for a Markdown table cell: no HTML, no table or emphasis syntax."""
-    text = html.escape(str(value), quote=False).replace("\r", " ").replace("\n", " ")
+    """Wire text for a Markdown table cell: no HTML, no table or emphasis syntax, and no
+    control characters (the file is also read with ``cat`` on a terminal)."""
+    text = html.escape(printable(str(value).replace("\r", " ").replace("\n", " ")), quote=False)
     for ch in "\\`*_[]|#":
         text = text.replace(ch, "\\" + ch)
     return text

@@ -45,6 +45,7 @@ from .redact import Redactor
 from .report.csv_writer import CsvTable
 from .report.jsonl_writer import JsonlTable
 from .report.rotating import Piece, RotatePolicy, Rotating, parse_rotate
+from .report.safe_text import printable
 from .report.schema import TABLE_COLUMNS, normalize
 from .report.summary import print_summary
 
@@ -57,14 +58,6 @@ class AlertFormat(StrEnum):
 _TABLE_WRITERS = {"csv": CsvTable, "jsonl": JsonlTable}
 """The formats that can grow row by row (Parquet is written once, by analyze)."""
 _SEVERITY_COLOURS = {"error": "\x1b[31m", "warning": "\x1b[33m", "info": "\x1b[36m"}
-
-
-def printable(text: str) -> str:
-    """Text from the wire made safe for a terminal: control characters, escape sequences and
-    bidirectional overrides become visible escapes (``\\x1b``, ``\\u202e``)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def alert_line(row: dict, *, colour: bool = False) -> str:

@@ -74,8 +74,10 @@ def message_row(obs: ObservedMessage, identifier: str = "", identifier_error: st
     offending = cmd.tags(OFFENDING_ELEMENT)
     abstract = ctx.abstract_syntax if ctx else None
     return {
-        "first_frame": msg.first_frame,
-        "last_frame": msg.last_frame,
+        # Reassembly can complete a message with bytes captured before its first ones
+        # (reordering): the frame range, not the byte order, is what finds it in Wireshark.
+        "first_frame": min(msg.first_frame, msg.last_frame),
+        "last_frame": max(msg.first_frame, msg.last_frame),
         "timestamp": iso(msg.ts_first),
         "association_id": assoc.id,
         "client": endpoint(assoc.requestor),

@@ -60,7 +60,7 @@ DECODE_RULES = (
     Rule(
         "UL-PDU-TOO-LONG",
         E,
-        "Non-data PDU longer than the decoder accepts; skipped",
+        "PDU longer than the decoder accepts (1 MiB for non-data PDUs, 64 MiB for P-DATA-TF)",
         "PS3.8 §9.3.2; dimsesniff resource limit",
     ),
     Rule("UL-PDU-TRUNCATED", W, "Stream ended inside a PDU", "PS3.8 §9.3.1"),
