@@ -144,23 +144,42 @@ class Checker:
             msg = obs.message
             for rule in rules:
                 for problem in rule.check(ctx):  # type: ignore[misc]
-                    frames = problem.frames or (msg.first_frame, msg.last_frame)
-                    self._emit(
-                        Finding(
-                            rule.id,
-                            problem.message,
-                            min(frames),
-                            max(frames),
-                            msg.ts_first,
-                            obs.association,
-                            obs,
-                            observed_value=problem.observed,
-                            expected=problem.expected,
-                            profile=self.profile,
-                            severity=problem.severity.value if problem.severity else "",
-                        )
+                    self._report(
+                        rule,
+                        problem,
+                        (msg.first_frame, msg.last_frame),
+                        msg.ts_first,
+                        obs.association,
+                        obs,
                     )
         self.tracker.update(obs, found)
+
+    def _report(
+        self,
+        rule: Rule,
+        problem: Problem,
+        frames: tuple[int, ...],
+        ts: float,
+        assoc: Association,
+        obs: ObservedMessage | None = None,
+    ) -> None:
+        """One problem becomes one finding; its own frames, if any, replace the default ones."""
+        frames = problem.frames or frames
+        self._emit(
+            Finding(
+                rule.id,
+                problem.message,
+                min(frames),
+                max(frames),
+                ts,
+                assoc,
+                obs,
+                observed_value=problem.observed,
+                expected=problem.expected,
+                profile=self.profile,
+                severity=problem.severity.value if problem.severity else "",
+            )
+        )
 
     def wants(self, kind: str) -> bool:
         """Whether any active rule listens to this event (spares the hot path otherwise)."""
@@ -183,21 +202,7 @@ class Checker:
             )
             for rule in rules:
                 for problem in rule.check(event):  # type: ignore[misc]
-                    frames = problem.frames or (frame,)
-                    self._emit(
-                        Finding(
-                            rule.id,
-                            problem.message,
-                            min(frames),
-                            max(frames),
-                            ts,
-                            assoc,
-                            observed_value=problem.observed,
-                            expected=problem.expected,
-                            profile=self.profile,
-                            severity=problem.severity.value if problem.severity else "",
-                        )
-                    )
+                    self._report(rule, problem, (frame,), ts, assoc)
         if kind == "end":
             self.tracker.forget(assoc)
             self._scratch.pop(assoc.id, None)

@@ -77,6 +77,36 @@ def _doc(func: Callable[..., Any]) -> tuple[str, str]:
     return first.strip().rstrip("."), rest.strip()
 
 
+def _declare(
+    rule_id: str,
+    severity: Severity,
+    cite: str,
+    profiles: Iterable[str],
+    origin: str,
+    *,
+    applies_to: Iterable[int] = (),
+    events: Iterable[str] = (),
+) -> Callable[[Callable[..., Iterable[Problem]]], Rule]:
+    """A decorator that turns a check function into its ``Rule`` (message from its docstring)."""
+
+    def wrap(func: Callable[..., Iterable[Problem]]) -> Rule:
+        summary, doc = _doc(func)
+        return Rule(
+            rule_id,
+            severity,
+            summary,
+            cite,
+            doc,
+            func,
+            frozenset(applies_to),
+            frozenset(events),
+            frozenset(profiles),
+            origin,
+        )
+
+    return wrap
+
+
 def message_rule(
     rule_id: str,
     severity: Severity,
@@ -87,23 +117,7 @@ def message_rule(
     origin: str = "",
 ) -> Callable[[Callable[[MessageContext], Iterable[Problem]]], Rule]:
     """Declare a message rule; the docstring's first line is its message, the rest its doc."""
-
-    def wrap(func: Callable[[MessageContext], Iterable[Problem]]) -> Rule:
-        summary, doc = _doc(func)
-        return Rule(
-            rule_id,
-            severity,
-            summary,
-            cite,
-            doc,
-            func,
-            frozenset(applies_to),
-            frozenset(),
-            frozenset(profiles),
-            origin,
-        )
-
-    return wrap
+    return _declare(rule_id, severity, cite, profiles, origin, applies_to=applies_to)
 
 
 def association_rule(
@@ -116,20 +130,4 @@ def association_rule(
     origin: str = "",
 ) -> Callable[[Callable[[AssociationEvent], Iterable[Problem]]], Rule]:
     """Declare a rule run on association events (``release-rq``, ``abort``, ``end``...)."""
-
-    def wrap(func: Callable[[AssociationEvent], Iterable[Problem]]) -> Rule:
-        summary, doc = _doc(func)
-        return Rule(
-            rule_id,
-            severity,
-            summary,
-            cite,
-            doc,
-            func,
-            frozenset(),
-            frozenset(events),
-            frozenset(profiles),
-            origin,
-        )
-
-    return wrap
+    return _declare(rule_id, severity, cite, profiles, origin, events=events)
