@@ -7,6 +7,7 @@ soon as they are complete, so nothing accumulates here but open state.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,6 +26,13 @@ class Options:
     ports: tuple[int, ...] = ()  # --port: always decode these ports as DICOM
     idle_timeout: float | None = None
     max_flows: int = 100_000
+    shard: tuple[int, int] | None = None
+    """(index, count): follow only the TCP connections of shard ``index`` of ``count``.
+
+    A connection's shard is ``shard_of`` its 4-tuple, the same whichever way a
+    segment goes, so an association is never split; frames of other shards are
+    still counted (frame numbers stay those of the whole capture).
+    """
 
 
 @dataclass(slots=True)
@@ -36,6 +44,19 @@ class Counters:
     dicom_connections: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
+
+
+_SHARD_CACHE_MAX = 1 << 16
+
+
+def shard_of(src: str, sport: int, dst: str, dport: int, count: int) -> int:
+    """Stable shard number of a TCP connection: CRC-32 of its sorted endpoints, mod ``count``.
+
+    CRC-32 rather than ``hash()``: the same on every process and machine of a
+    cluster (``hash`` of a str is salted per process).
+    """
+    a, b = sorted(((src, sport), (dst, dport)))
+    return zlib.crc32(f"{a[0]}|{a[1]}|{b[0]}|{b[1]}".encode()) % count
 
 
 class Pipeline:
@@ -50,6 +71,7 @@ class Pipeline:
         self._association_ids = 0
         self._ports = frozenset(self.options.ports)
         self._last_expiry = 0.0
+        self._shard_keep: dict[tuple, bool] = {}
 
     def _next_association_id(self) -> int:
         self._association_ids += 1
@@ -66,12 +88,25 @@ class Pipeline:
         segment = decode_tcp(linktype, frame)
         if segment is None:
             return
+        if self.options.shard is not None and not self._in_shard(segment):
+            return
         counters.tcp_segments += 1
         events = self.flows.handle(segment, counters.frames, ts)
         if events:
             self._dispatch(events)
         if self.options.idle_timeout is not None and ts - self._last_expiry > 1.0:
             self.expire(ts)
+
+    def _in_shard(self, segment) -> bool:
+        key = segment[:4]
+        keep = self._shard_keep.get(key)
+        if keep is None:
+            if len(self._shard_keep) >= _SHARD_CACHE_MAX:
+                self._shard_keep.clear()  # a flood of 4-tuples cannot grow it without bound
+            index, count = self.options.shard  # type: ignore[misc]
+            src, dst, sport, dport = key
+            keep = self._shard_keep[key] = shard_of(src, sport, dst, dport, count) == index
+        return keep
 
     def expire(self, now: float) -> None:
         """Close connections idle for longer than ``Options.idle_timeout`` at time ``now``.
