@@ -55,11 +55,11 @@ def run(
     analysis = Analysis(write, redactor, keep_finding or (lambda _rule: True), profile)
     pipeline = Pipeline(analysis, options)
     warnings: list[str] = []
-    feed = pipeline.feed
+    feed_batch = pipeline.feed_batch
     for source in sources:
         reader = FrameReader(source)
-        for ts, linktype, frame in reader.read():
-            feed(ts, linktype, frame)
+        for batch in reader.read_batches():
+            feed_batch(batch)
         warnings.extend(reader.warnings)
     pipeline.finish()
     return RunResult(analysis, pipeline.counters, warnings)

@@ -137,6 +137,26 @@ class DicomConnection:
             self._probe(side, data, frame, ts)
         return self.state
 
+    def skippable(self, from_initiator: bool) -> int:
+        """In-order bytes of one direction this connection will not read next (see ``skipped``).
+
+        Inside the data of a PDV whose message is only counted (C-STORE pixel
+        data), all but the PDV's last byte: the TCP layer may count them
+        instead of delivering them segment by segment.
+        """
+        side = 0 if from_initiator else 1
+        if self.state != DICOM or not self._assemblers[side].counting_only:
+            return 0
+        return self._parsers[side].skippable
+
+    def skipped(self, from_initiator: bool, length: int, frame: int, ts: float) -> None:
+        """``length`` bytes promised by ``skippable`` went by uncopied."""
+        side = 0 if from_initiator else 1
+        if self.state == DICOM and not self._parsers[side].skip_count(length, frame, ts):
+            # Cannot happen when the budget came from ``skippable``; if it did, the
+            # bytes are gone, so the parser hears of them as a hole, not silently.
+            self.gap(from_initiator, length, frame, ts)
+
     def gap(self, from_initiator: bool, missing: int, frame: int, ts: float) -> None:
         side = 0 if from_initiator else 1
         if self.state == DICOM:

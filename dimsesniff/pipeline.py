@@ -12,11 +12,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dissectors.flow_table import FlowTable
-from dissectors.packet import decode_tcp
-from dissectors.stream_events import StreamData, StreamEnd, StreamGap, StreamOpen, TcpFinding
+from dissectors.packet import ACK, ETH_IPV4_TCP, LINKTYPE_ETHERNET, PSH, Segment, decode_tcp
+from dissectors.stream_events import (
+    StreamData,
+    StreamEnd,
+    StreamGap,
+    StreamOpen,
+    StreamSkipped,
+    TcpFinding,
+)
 
 from .connection import DICOM, NOT_DICOM, DicomConnection, Sink
 from .observations import Finding
+from .sources import FrameSpan
 
 
 @dataclass(slots=True)
@@ -26,6 +34,9 @@ class Options:
     ports: tuple[int, ...] = ()  # --port: always decode these ports as DICOM
     idle_timeout: float | None = None
     max_flows: int = 100_000
+    skip_bulk: bool = True
+    """Let the TCP layer count C-STORE pixel data instead of delivering it (see
+    ``FlowTable.grant_skip``); False only to prove, in tests, that it changes nothing."""
     shard: tuple[int, int] | None = None
     """(index, count): follow only the TCP connections of shard ``index`` of ``count``.
 
@@ -47,6 +58,9 @@ class Counters:
 
 
 _SHARD_CACHE_MAX = 1 << 16
+_BULK_MAX = 1 << 12
+_PLAIN_FLAGS = (ACK, ACK | PSH)
+_IPV4_MF_OR_OFFSET = 0x3FFF
 
 
 def shard_of(src: str, sport: int, dst: str, dport: int, count: int) -> int:
@@ -72,13 +86,85 @@ class Pipeline:
         self._ports = frozenset(self.options.ports)
         self._last_expiry = 0.0
         self._shard_keep: dict[tuple, bool] = {}
+        # Connections seen in bulk transfer, both directions by raw IPv4 4-tuple (feed_batch).
+        self._bulk: dict[tuple[int, int, int, int], tuple] = {}
 
     def _next_association_id(self) -> int:
         self._association_ids += 1
         return self._association_ids
 
-    def feed(self, ts: float, linktype: int, frame: bytes) -> None:
-        """One captured frame (numbered from 1 in order of arrival)."""
+    def feed_batch(self, batch: list[FrameSpan]) -> None:
+        """``feed`` for frames still in their read buffer (``FrameReader.read_batches``).
+
+        Most frames of a capture carrying images are segments in the middle of
+        C-STORE pixel data, which nobody reads (the connection granted the TCP
+        layer a skip budget), and the bare ACKs answering them.  For those, an
+        untagged Ethernet/IPv4/TCP header is read in place and the segment goes
+        to ``FlowTable.try_skip`` or ``try_ack``: no frame copy, no ``Segment``,
+        no event, no call per frame but that one.  Everything else takes ``feed``.
+        """
+        bulk = self._bulk
+        counters = self.counters
+        flows = self.flows
+        unpack = ETH_IPV4_TCP.unpack_from
+        expiring = self.options.idle_timeout is not None
+        for ts, linktype, buf, start, end in batch:
+            if bulk and linktype == LINKTYPE_ETHERNET and end - start >= 54:
+                (etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, off_flags) = (
+                    unpack(buf, start)
+                )
+                key = (src, dst, sport, dport)
+                entry = bulk.get(key)
+                if (
+                    entry is not None
+                    and etype == 0x0800
+                    and vihl == 0x45
+                    and proto == 6
+                    and not frag & _IPV4_MF_OR_OFFSET
+                    and off_flags >> 12 >= 5
+                    and off_flags & 0x1FF in _PLAIN_FLAGS
+                ):
+                    lo = start + 34 + (off_flags >> 12) * 4
+                    hi = start + 14 + total
+                    frame = counters.frames + 1
+                    if hi > end or lo > hi:
+                        taken = False  # cut short by the snap length, or nonsense: the long way
+                    elif lo == hi:
+                        taken = flows.try_ack(entry, ack, frame, ts)
+                    else:
+                        taken = flows.try_skip(entry, seq, ack, buf[lo:hi], frame, ts)
+                    if taken:
+                        counters.frames = frame
+                        counters.bytes += end - start
+                        counters.last_ts = ts
+                        counters.tcp_segments += 1
+                        if expiring and ts - self._last_expiry > 1.0:
+                            self.expire(ts)
+                        continue
+                    if entry[0].ended:
+                        del bulk[key]
+            self._feed_copy(ts, linktype, buf, start, end)
+
+    def _feed_copy(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
+        """``feed`` a frame the short way did not take; note its connection if in bulk transfer."""
+        segment = self.feed(ts, linktype, buf[start:end])
+        if segment is None or not segment.payload or linktype != LINKTYPE_ETHERNET:
+            return
+        entry = self.flows.entry(*segment[:4])
+        if entry is None or not entry[1].skip_budget:
+            return
+        fields = ETH_IPV4_TCP.unpack_from(buf, start)
+        if fields[0] == 0x0800 and fields[1] == 0x45:
+            bulk = self._bulk
+            if len(bulk) >= _BULK_MAX:
+                bulk.clear()  # entries of ended connections, at worst: they come back
+            src, dst, sport, dport = fields[5:9]
+            conn, own, peer = entry
+            bulk[(src, dst, sport, dport)] = entry
+            bulk[(dst, src, dport, sport)] = (conn, peer, own)
+
+    def feed(self, ts: float, linktype: int, frame: bytes) -> Segment | None:
+        """One captured frame (numbered from 1 in order of arrival); its TCP segment, if any."""
         counters = self.counters
         counters.frames += 1
         counters.bytes += len(frame)
@@ -87,15 +173,16 @@ class Pipeline:
         counters.last_ts = ts
         segment = decode_tcp(linktype, frame)
         if segment is None:
-            return
+            return None
         if self.options.shard is not None and not self._in_shard(segment):
-            return
+            return None
         counters.tcp_segments += 1
         events = self.flows.handle(segment, counters.frames, ts)
         if events:
             self._dispatch(events)
         if self.options.idle_timeout is not None and ts - self._last_expiry > 1.0:
             self.expire(ts)
+        return segment
 
     def _in_shard(self, segment) -> bool:
         key = segment[:4]
@@ -131,16 +218,21 @@ class Pipeline:
 
     def _dispatch(self, events: list) -> None:
         connections = self.connections
+        fed = None  # the last direction given data, and its connection
         for ev in events:
             kind = type(ev)
             if kind is StreamData:
                 conn = connections.get(ev.conn)
-                if (
-                    conn is not None
-                    and conn.data(ev.from_initiator, ev.data, ev.frame, ev.ts) == NOT_DICOM
-                ):
-                    del connections[ev.conn]
-                    self.flows.ignore(ev.conn)
+                if conn is not None:
+                    if conn.data(ev.from_initiator, ev.data, ev.frame, ev.ts) == NOT_DICOM:
+                        del connections[ev.conn]
+                        self.flows.ignore(ev.conn)
+                    else:
+                        fed = (conn, ev)
+            elif kind is StreamSkipped:
+                conn = connections.get(ev.conn)
+                if conn is not None:
+                    conn.skipped(ev.from_initiator, ev.length, ev.frame, ev.ts)
             elif kind is StreamOpen:
                 self.counters.connections += 1
                 force = ev.initiator[1] in self._ports or ev.responder[1] in self._ports
@@ -171,3 +263,9 @@ class Pipeline:
                     self.sink.finding(
                         Finding(ev.code, ev.detail, ev.frame, ev.frame, ev.ts, conn.association)
                     )
+        if fed is not None and self.options.skip_bulk:
+            # Granted after every event was handled, from the parser's final state: the
+            # TCP layer took back any earlier budget when it delivered these events.
+            conn, ev = fed
+            if ev.conn in connections and (budget := conn.skippable(ev.from_initiator)):
+                self.flows.grant_skip(ev.conn, ev.from_initiator, budget)

@@ -32,8 +32,12 @@ from typing import BinaryIO, NamedTuple, NoReturn
 
 Frame = tuple[float, int, bytes]
 """(timestamp in seconds since the epoch, pcap link type, captured bytes)."""
+FrameSpan = tuple[float, int, bytes, int, int]
+"""(timestamp, linktype, buffer, start, end): a frame not yet copied out of its read buffer."""
 
 CHUNK_SIZE = 1 << 20
+_PCAPNG_BATCH = 512
+"""pcapng frames handed over per list by ``read_batches`` (each is already its own bytes)."""
 MAX_CAPLEN = 256 * 1024
 """Largest captured frame accepted; above it the file is treated as corrupt.
 
@@ -133,6 +137,27 @@ class FrameReader:
 
     def read(self) -> Iterator[Frame]:
         """Yield ``(timestamp, linktype, frame)`` for every packet, in file order."""
+        for batch in self.read_batches():
+            for ts, linktype, buf, start, end in batch:
+                yield ts, linktype, buf[start:end]
+
+    def read_spans(self) -> Iterator[FrameSpan]:
+        """Yield ``(timestamp, linktype, buffer, start, end)``; the frame is ``buffer[start:end]``.
+
+        Built on ``read_batches``, one frame at a time.
+        """
+        for batch in self.read_batches():
+            yield from batch
+
+    def read_batches(self) -> Iterator[list[FrameSpan]]:
+        """Yield the frames as lists of ``(timestamp, linktype, buffer, start, end)``, in order.
+
+        The frame is ``buffer[start:end]``, not yet copied out of the read
+        buffer: a consumer that can decide from a few header bytes that it does
+        not need a frame (``Pipeline.feed_batch``) never makes the copy.  One
+        list per read buffer (about ``chunk_size`` bytes), so a 300 MB capture
+        costs a few hundred steps of this generator, not one per packet.
+        """
         stream, owned = self._open()
         try:
             self._chunks = self._raw_chunks(stream)
@@ -146,7 +171,17 @@ class FrameReader:
                 if head in _PCAP_MAGICS:
                     yield from self._read_pcap(head)
                 elif head == _PCAPNG_SHB:
-                    yield from self._read_pcapng()
+                    batch: list[FrameSpan] = []
+                    try:
+                        for ts, linktype, frame in self._read_pcapng():
+                            batch.append((ts, linktype, frame, 0, len(frame)))
+                            if len(batch) >= _PCAPNG_BATCH:
+                                yield batch
+                                batch = []
+                    finally:
+                        # Also when damage stops the reading: the frames before it count.
+                        if batch:
+                            yield batch
                 else:
                     raise CaptureError(
                         f"{self.name}: not a pcap or pcapng file (starts with {head.hex()})"
@@ -267,7 +302,7 @@ class FrameReader:
 
     # ------------------------------------------------------------------- pcap
 
-    def _read_pcap(self, magic: bytes) -> Iterator[Frame]:
+    def _read_pcap(self, magic: bytes) -> Iterator[list[FrameSpan]]:
         order, divisor, extra = _PCAP_MAGICS[magic]
         if not self._fill(24):
             raise CaptureError(f"{self.name}: truncated pcap file header")
@@ -285,9 +320,15 @@ class FrameReader:
         pos = self._pos
         size = len(buf)
         count = 0
+        batch: list[FrameSpan] = []
+        append = batch.append
         try:
             while True:
                 if size - pos < hdr:
+                    if batch:  # handed over before the buffer they point into is replaced
+                        yield batch
+                        batch = []
+                        append = batch.append
                     self._buf, self._pos = buf, pos
                     if not self._fill(hdr):
                         if len(self._buf) - self._pos:
@@ -296,10 +337,17 @@ class FrameReader:
                     buf, pos, size = self._buf, self._pos, len(self._buf)
                 sec, frac, caplen, _origlen = unpack(buf, pos)
                 if caplen > cap_max:
+                    if batch:
+                        yield batch
+                        batch = []
                     self._buf, self._pos, self.frames = buf, pos, count
                     self._fail(f"record {count + 1} claims {caplen} captured bytes (corrupt file)")
                 end = pos + hdr + caplen
                 if end > size:
+                    if batch:
+                        yield batch
+                        batch = []
+                        append = batch.append
                     self._buf, self._pos = buf, pos
                     if not self._fill(hdr + caplen):
                         self._truncated(count, "record")
@@ -307,7 +355,7 @@ class FrameReader:
                     buf, pos, size = self._buf, self._pos, len(self._buf)
                     end = pos + hdr + caplen
                 count += 1
-                yield sec + frac / divisor, linktype, buf[pos + hdr : end]
+                append((sec + frac / divisor, linktype, buf, pos + hdr, end))
                 pos = end
         finally:
             self._buf, self._pos = buf, pos

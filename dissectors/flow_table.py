@@ -33,7 +33,7 @@ from collections import OrderedDict
 
 from dissectors.packet import ACK, FIN, RST, SYN, Segment
 from dissectors.stream_events import Endpoint, StreamEnd, StreamEvent, StreamOpen, TcpFinding
-from dissectors.tcp_stream import DEFAULT_HISTORY, SEQ_MASK, TcpStream
+from dissectors.tcp_stream import DEFAULT_HISTORY, MAX_WINDOW, SEQ_MASK, TcpStream
 
 FLOW_CAP = "TCP-FLOW-CAP"
 
@@ -52,6 +52,7 @@ class _Conn:
         "isn",
         "ignored",
         "closing",
+        "ended",
         "last_ts",
     )
 
@@ -66,6 +67,7 @@ class _Conn:
         self.isn: int | None = None  # initiator's SYN sequence number, when seen
         self.ignored = False
         self.closing = False  # a FIN was seen in either direction
+        self.ended = False  # reported ended and forgotten (a caller may still hold it)
         self.last_ts = 0.0
 
     def lookup_keys(self) -> tuple[tuple[str, str, int, int], tuple[str, str, int, int]]:
@@ -135,6 +137,65 @@ class FlowTable:
         if conn.closing and own.finished and peer.finished:
             self._end(conn, "fin", frame, ts, out)
         return out
+
+    def entry(self, src: str, dst: str, sport: int, dport: int) -> _Entry | None:
+        """(connection, this direction's stream, the other one) for a segment's 4-tuple."""
+        return self._flows.get((src, dst, sport, dport))
+
+    def grant_skip(self, conn: int, from_initiator: bool, budget: int) -> None:
+        """The layer above will not read the next ``budget`` in-order bytes of one direction.
+
+        They are then counted instead of delivered, and reported as one
+        ``StreamSkipped`` before that direction's next event.  The budget
+        ends with the next event delivered in that direction.
+        """
+        c = self._conns.get(conn)
+        if c is not None and not c.ignored:
+            (c.fwd if from_initiator else c.rev).skip_budget = budget
+
+    def try_skip(
+        self, entry: _Entry, seq: int, ack: int, payload: bytes, frame: int, ts: float
+    ) -> bool:
+        """``handle`` for a plain ACK data segment that falls in its direction's skip budget.
+
+        For a caller that found ``entry`` itself (by raw header fields) and
+        knows the segment's flags are ACK or ACK+PSH: True when the segment
+        was taken, with the same effect as ``handle`` and no event; False
+        (nothing done) when it needs the full path.
+        """
+        conn, own, peer = entry
+        if (
+            conn.ended
+            or conn.ignored
+            or conn.closing
+            # What would make ``peer.on_ack(acted_on=True)`` declare a hole:
+            # buffered pieces, a FIN beyond the delivered bytes, an ack past them.
+            or peer.buffered
+            or (peer.fin_off is not None and peer.pos < peer.fin_off)
+            or (peer.started and 0 < ((ack - peer.next_seq) & SEQ_MASK) < MAX_WINDOW)
+            or not own.skip(seq, payload, frame, ts)
+        ):
+            return False
+        self._last_frame = frame
+        conn.last_ts = ts
+        self._conns.move_to_end(conn.id)
+        peer.acked = ack
+        return True
+
+    def try_ack(self, entry: _Entry, ack: int, frame: int, ts: float) -> bool:
+        """``handle`` for a bare ACK (flags ACK only, no payload) that changes nothing but time.
+
+        True when taken; False (nothing done) when the acknowledgment may
+        reveal a hole (something is buffered, or the connection is closing).
+        """
+        conn, _own, peer = entry
+        if conn.ended or conn.ignored or conn.closing or peer.buffered:
+            return False
+        self._last_frame = frame
+        conn.last_ts = ts
+        self._conns.move_to_end(conn.id)
+        peer.acked = ack
+        return True
 
     def ignore(self, conn: int) -> None:
         """Stop reassembling ``conn``: its data is dropped from now on, its end still reported."""
@@ -284,6 +345,7 @@ class FlowTable:
             conn.fwd.flush(frame, ts, out)
             conn.rev.flush(frame, ts, out)
         out.append(StreamEnd(conn.id, reason, frame, ts))
+        conn.ended = True
         for key in conn.lookup_keys():
             if (entry := self._flows.get(key)) is not None and entry[0] is conn:
                 del self._flows[key]

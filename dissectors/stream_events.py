@@ -43,6 +43,22 @@ class StreamData:
     ts: float
 
 
+@dataclass(slots=True)
+class StreamSkipped:
+    """In-order bytes the layer above said it would not read (``TcpStream.skip_budget``).
+
+    Reported once, before the direction's next event, with the frame and time
+    of the last skipped segment: the upper layer only counts them (C-STORE
+    pixel data), so no event per segment is needed.
+    """
+
+    conn: int
+    from_initiator: bool
+    length: int
+    frame: int
+    ts: float
+
+
 @dataclass(slots=True)  # not frozen: built per segment, frozen costs 4x
 class StreamGap:
     """Bytes that were never captured (lost segment); the stream resumes after them.
@@ -81,4 +97,4 @@ class TcpFinding:
     ts: float
 
 
-StreamEvent = StreamOpen | StreamData | StreamGap | StreamEnd | TcpFinding
+StreamEvent = StreamOpen | StreamData | StreamSkipped | StreamGap | StreamEnd | TcpFinding

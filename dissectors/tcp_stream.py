@@ -4,7 +4,10 @@ The capture is not the receiver: it sees segments late, twice, in the wrong
 order, or never.  This class rebuilds what the receiving application read,
 and says so explicitly when it cannot:
 
-* in-order data is delivered at once, one ``StreamData`` per segment;
+* in-order data is delivered at once, one ``StreamData`` per segment, unless
+  the layer above set a ``skip_budget``: bytes it promised not to read (the
+  middle of a PDV of C-STORE pixel data) are only counted, and reported as
+  one ``StreamSkipped`` before the direction's next event;
 * early data waits in a bounded buffer until the hole before it is filled;
 * a hole is declared lost (``StreamGap``, never zero-filled) when the peer
   acknowledges past it (the receiver got bytes the capture missed), when the
@@ -26,7 +29,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from dissectors.stream_events import StreamData, StreamEvent, StreamGap, TcpFinding
+from dissectors.stream_events import (
+    StreamData,
+    StreamEvent,
+    StreamGap,
+    StreamSkipped,
+    TcpFinding,
+)
 
 SEQ_MASK = 0xFFFFFFFF
 _SEQ_MOD = 1 << 32
@@ -42,8 +51,6 @@ DEFAULT_MAX_PIECES = 16384
 """Most out-of-order pieces held; bounds list work when a peer sends tiny segments."""
 DEFAULT_HISTORY = 64 * 1024
 """Delivered bytes remembered to compare retransmissions against."""
-
-
 
 
 class TcpStream:
@@ -74,6 +81,10 @@ class TcpStream:
         "_hist_data",
         "_history_size",
         "_warned_window",
+        "skip_budget",
+        "_skipped",
+        "_skip_frame",
+        "_skip_ts",
     )
 
     def __init__(
@@ -111,6 +122,11 @@ class TcpStream:
         self._hist_data: list[bytes] = []
         self._history_size = 0
         self._warned_window = False
+        self.skip_budget = 0
+        """In-order bytes the layer above will not read; set after each delivery, reset by one."""
+        self._skipped = 0
+        self._skip_frame = 0
+        self._skip_ts = 0.0
 
     # ---------------------------------------------------------------- input
 
@@ -121,12 +137,17 @@ class TcpStream:
 
     def receive(self, seq: int, data: bytes, frame: int, ts: float, out: list[StreamEvent]) -> None:
         """Take the payload of one segment whose first byte has sequence number ``seq``."""
+        if self.skip_budget and self.skip(seq, data, frame, ts):
+            return
         if seq == self.next_seq and not self._starts and self.fin_off is None:
             # The common case, kept short: exactly the next bytes, nothing waiting.
             pos = self.pos
             n = len(data)
             self.pos = pos + n
             self.next_seq = (seq + n) & SEQ_MASK
+            if self._skipped:
+                self._settle(out)
+            self.skip_budget = 0
             out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
             if self.history_bytes:
                 self._hist_starts.append(pos)
@@ -140,6 +161,38 @@ class TcpStream:
             self.receive(seq, data, frame, ts, out)
             return
         self._receive_slow(seq, data, frame, ts, out)
+
+    def skip(self, seq: int, data: bytes, frame: int, ts: float) -> bool:
+        """Take a segment within ``skip_budget`` without an event; False (nothing done) if not.
+
+        Only exactly the next bytes with nothing buffered qualify: they are
+        counted, and remembered for retransmission checks as delivered bytes are.
+        """
+        n = len(data)
+        if n > self.skip_budget or seq != self.next_seq or self._starts or self.fin_off is not None:
+            return False
+        pos = self.pos
+        self.pos = pos + n
+        self.next_seq = (seq + n) & SEQ_MASK
+        self.skip_budget -= n
+        self._skipped += n
+        self._skip_frame, self._skip_ts = frame, ts
+        if self.history_bytes:
+            self._hist_starts.append(pos)
+            self._hist_data.append(data)
+            self._history_size += n
+            if self._history_size > 2 * self.history_bytes:
+                self._trim_history()
+        return True
+
+    def _settle(self, out: list[StreamEvent]) -> None:
+        """Report the bytes skipped so far, before any other event of this direction."""
+        out.append(
+            StreamSkipped(
+                self.conn, self.from_initiator, self._skipped, self._skip_frame, self._skip_ts
+            )
+        )
+        self._skipped = 0
 
     def on_ack(
         self, frame: int, ts: float, out: list[StreamEvent], *, acted_on: bool = False
@@ -200,6 +253,8 @@ class TcpStream:
         A final gap is also reported when the FIN or the other side's last
         acknowledgment shows that bytes after the last captured ones existed.
         """
+        if self._skipped:
+            self._settle(out)
         while self._starts:
             self._gap(self._starts[0] - self.pos, frame, ts, out)
             self._release(out)
@@ -212,6 +267,7 @@ class TcpStream:
         self._starts.clear()
         self._pieces.clear()
         self.buffered = 0
+        self.skip_budget = self._skipped = 0
         self._hist_starts.clear()
         self._hist_data.clear()
         self._history_size = 0
@@ -280,6 +336,9 @@ class TcpStream:
     ) -> None:
         """Deliver ``data`` at ``pos`` (== self.pos): the slow-path twin of the fast path."""
         n = len(data)
+        if self._skipped:
+            self._settle(out)
+        self.skip_budget = 0
         self.pos = pos + n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
         out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
@@ -300,6 +359,9 @@ class TcpStream:
         self._history_size = self.pos - hist_starts[0] if hist_starts else 0
 
     def _gap(self, missing: int, frame: int, ts: float, out: list[StreamEvent]) -> None:
+        if self._skipped:
+            self._settle(out)
+        self.skip_budget = 0
         out.append(StreamGap(self.conn, self.from_initiator, missing, frame, ts))
         self.pos += missing
         self.next_seq = (self.next_seq + missing) & SEQ_MASK

@@ -133,7 +133,20 @@ class PduParser:
         Returns False (and does nothing) when the bytes reach a PDV boundary
         or the parser holds buffered bytes; then call ``feed``.
         """
-        n = len(data)
+        return self.skip_count(len(data), frame, ts)
+
+    @property
+    def skippable(self) -> int:
+        """How many of the next bytes ``skip_count`` would absorb: all but the PDV's last one.
+
+        The last byte is left to ``feed`` so the end of the PDV still gives its event.
+        """
+        if self._state != PDV_DATA or self._buf:
+            return 0
+        return self._pdv_left - 1
+
+    def skip_count(self, n: int, frame: int, ts: float) -> bool:
+        """``skip`` for ``n`` bytes the caller did not keep (``StreamSkipped``)."""
         if self._state != PDV_DATA or self._buf or n >= self._pdv_left:
             return False
         self._pdv_left -= n

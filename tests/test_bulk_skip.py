@@ -1,0 +1,196 @@
+"""Counting C-STORE pixel data in the TCP layer changes no result.
+
+``Options.skip_bulk`` lets a connection tell the TCP layer that the rest of a
+PDV of C-STORE data will not be read (``FlowTable.grant_skip``), and
+``Pipeline.feed_batch`` then takes those segments (and the bare ACKs answering
+them) without copying the frame.  Every row of every table must be what the
+plain path gives: frame by frame through ``Pipeline.feed`` with nothing
+skipped.  Checked on every sample capture, on fuzzed captures (lost, resent,
+reordered and damaged segments), and on hand-made damage inside pixel data.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dimsesniff.analysis import Analysis
+from dimsesniff.pipeline import Options, Pipeline
+from dimsesniff.redact import Redactor
+from dimsesniff.sources import FrameReader
+from dissectors.flow_table import FlowTable
+from dissectors.packet import ACK, PSH, SYN
+from dissectors.stream_events import StreamData, StreamGap, StreamSkipped, TcpFinding
+from fuzz import mutators
+from tests.conversation import tcp_frame
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+CAPTURES = sorted(SAMPLES.glob("*.pcap"))
+KEY = "bulk-skip-test"
+
+
+def rows(
+    source: Path | bytes, *, batches: bool, skip: bool, ports: tuple[int, ...] = ()
+) -> tuple[dict, Counter]:
+    """All rows by table, and how the frames were taken, for one way of feeding."""
+    tables: dict[str, list] = {"messages": [], "associations": [], "violations": []}
+    analysis = Analysis(lambda table, row: tables[table].append(row), Redactor(key=KEY))
+    pipeline = Pipeline(analysis, Options(ports=ports, skip_bulk=skip))
+    taken = Counter()
+    feed = pipeline.feed
+
+    def counting_feed(ts, linktype, frame):
+        taken["copied"] += 1
+        return feed(ts, linktype, frame)
+
+    pipeline.feed = counting_feed  # type: ignore[method-assign]
+    reader = FrameReader(source if isinstance(source, Path) else io.BytesIO(source))
+    if batches:
+        for batch in reader.read_batches():
+            pipeline.feed_batch(batch)
+    else:
+        for ts, linktype, frame in reader.read():
+            pipeline.feed(ts, linktype, frame)
+    pipeline.finish()
+    taken["frames"] = pipeline.counters.frames
+    return tables, taken
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c.stem for c in CAPTURES])
+def test_samples_same_rows_with_and_without_skipping(capture: Path) -> None:
+    fast, taken = rows(capture, batches=True, skip=True)
+    plain, _ = rows(capture, batches=False, skip=False)
+    assert fast == plain
+    assert taken["frames"] > 0
+
+
+def test_pixel_data_is_mostly_not_copied() -> None:
+    """The C-STORE sample really goes the short way (else the tests above prove nothing)."""
+    _tables, taken = rows(SAMPLES / "dcmtk-move.pcap", batches=True, skip=True)
+    assert taken["copied"] < taken["frames"] / 2, taken
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fuzzed_captures_same_rows(seed: int) -> None:
+    rng = random.Random(seed)
+    case = mutators.mutate_sample(rng)
+    fast, _ = rows(case.pcap, batches=True, skip=True, ports=case.ports)
+    plain, _ = rows(case.pcap, batches=False, skip=False, ports=case.ports)
+    assert fast == plain
+
+
+def _bulk_frames() -> tuple[list[tuple[float, bytes]], list[int]]:
+    """dcmtk-move's frames, and the indexes of full-size segments inside C-STORE data."""
+    frames = list(mutators.sample_frames("dcmtk-move"))
+    middle = [
+        i
+        for i, (_ts, frame) in enumerate(frames)
+        if len(frame) == 14 + 20 + 32 + 1448 or len(frame) == 14 + 20 + 20 + 1448
+    ]
+    assert len(middle) > 100, "the sample should carry images"
+    return frames, middle
+
+
+def _with(frames: list[tuple[float, bytes]]) -> bytes:
+    return mutators.pcap_bytes(frames)
+
+
+def _payload_offset(frame: bytes) -> int:
+    return 14 + 20 + (frame[14 + 20 + 12] >> 4) * 4
+
+
+@pytest.mark.parametrize("damage", ["resent-different", "lost", "swapped", "resent-same"])
+def test_damage_inside_pixel_data(damage: str) -> None:
+    frames, middle = _bulk_frames()
+    i = middle[len(middle) // 2]
+    ts, frame = frames[i]
+    if damage == "resent-different":
+        off = _payload_offset(frame)
+        changed = frame[:off] + bytes(b ^ 0xFF for b in frame[off : off + 8]) + frame[off + 8 :]
+        frames.insert(i + 3, (frames[i + 2][0], changed))
+    elif damage == "resent-same":
+        frames.insert(i + 3, (frames[i + 2][0], frame))
+    elif damage == "lost":
+        del frames[i]
+    else:  # two back-to-back data segments of one direction arrive the other way round
+        members = set(middle)
+        j = next(k for k in middle[len(middle) // 2 :] if k + 1 in members)
+        frames[j], frames[j + 1] = frames[j + 1], frames[j]
+    data = _with(frames)
+    fast, _ = rows(data, batches=True, skip=True)
+    plain, _ = rows(data, batches=False, skip=False)
+    assert fast == plain
+    found = Counter(r["rule"] for r in fast["violations"])
+    if damage == "resent-different":
+        assert found["TCP-OVERLAP-CONFLICT"] == 1, found
+    elif damage == "lost":
+        assert found["TCP-GAP"] >= 1, found
+    else:
+        assert not found["TCP-OVERLAP-CONFLICT"] and not found["TCP-GAP"], found
+
+
+# -- the TCP layer on its own ---------------------------------------------------------------
+
+A, B = ("10.0.0.1", 40000), ("10.0.0.2", 104)
+
+
+def _segment(seq: int, payload: bytes, src=A, dst=B, ack: int = 1, flags: int = ACK):
+    from dissectors.packet import decode_tcp
+
+    seg = decode_tcp(1, tcp_frame(src, dst, seq, ack, flags, payload))
+    assert seg is not None
+    return seg
+
+
+def _open(table: FlowTable) -> None:
+    table.handle(_segment(99, b"", flags=SYN), 1, 0.0)
+    table.handle(_segment(0, b"", src=B, dst=A, ack=100, flags=SYN | ACK), 2, 0.0)
+
+
+def test_skipped_bytes_are_reported_once_before_the_next_event() -> None:
+    table = FlowTable()
+    _open(table)
+    table.grant_skip(0, True, 25)
+    events = []
+    for k, seq in enumerate(range(100, 130, 10)):
+        events += table.handle(_segment(seq, bytes(10)), 3 + k, float(k))
+    # 10 + 10 fit the budget of 25; the third segment does not: one report, then the data.
+    assert [type(e) for e in events] == [StreamSkipped, StreamData]
+    assert (events[0].length, events[0].frame) == (20, 4)
+    assert events[1].data == bytes(10) and events[1].frame == 5
+    # The budget ended with that delivery.
+    assert [type(e) for e in table.handle(_segment(130, b"x"), 6, 3.0)] == [StreamData]
+
+
+def test_a_hole_while_skipping_comes_after_the_skipped_bytes() -> None:
+    table = FlowTable()
+    _open(table)
+    table.grant_skip(0, True, 1000)
+    assert table.handle(_segment(100, bytes(10)), 3, 0.0) == []
+    events = table.handle(_segment(120, bytes(10)), 4, 0.0)  # 10 bytes never captured
+    events += table.handle(_segment(1, b"reply", src=B, dst=A, ack=130, flags=ACK | PSH), 5, 0.0)
+    kinds = [type(e) for e in events if not isinstance(e, StreamData) or e.from_initiator]
+    assert kinds[:3] == [StreamSkipped, StreamGap, StreamData], events
+    assert not [e for e in events if isinstance(e, TcpFinding)]
+
+
+def test_try_skip_refuses_what_handle_would_treat_differently() -> None:
+    table = FlowTable()
+    _open(table)
+    table.grant_skip(0, True, 1000)
+    entry = table.entry(*A[:1], B[0], A[1], B[1])
+    assert entry is not None
+    assert not table.try_skip(entry, 105, 1, bytes(10), 3, 0.0)  # not the next byte
+    assert not table.try_skip(entry, 100, 1, bytes(2000), 3, 0.0)  # beyond the budget
+    assert not table.try_skip(entry, 100, 50, bytes(10), 3, 0.0)  # acks unseen peer bytes
+    assert table.try_skip(entry, 100, 1, bytes(10), 3, 0.0)
+    assert entry[1].next_seq == 110 and entry[1].skip_budget == 990
+    # The other direction holds bytes behind a hole: an ack riding on data may reveal it.
+    table.handle(_segment(11, b"early", src=B, dst=A, ack=110), 4, 0.0)
+    assert entry[2].buffered
+    assert not table.try_skip(entry, 110, 1, bytes(10), 5, 0.0)
+    assert not table.try_ack(entry, 1, 5, 0.0)
