@@ -24,28 +24,26 @@ from .standard.status import StatusClass, status_class
 
 @dataclass(eq=False)
 class MessageContext:
-    """What a message rule is given: the message, its association and its operation."""
+    """What a message rule is given: the message, its association and its operation.
+
+    The command set, its Command Field and its Status are read once here: some
+    forty rules ask for them on every message.
+    """
 
     obs: ObservedMessage
     lookup: Lookup
     tracker: OperationTracker
     profile: str
+    assoc: Association = field(init=False)
+    cmd: CommandSet = field(init=False)
+    command_field: int | None = field(init=False)
+    status: int | None = field(init=False)
 
-    @property
-    def assoc(self) -> Association:
-        return self.obs.association
-
-    @property
-    def cmd(self) -> CommandSet:
-        return self.obs.message.command
-
-    @property
-    def command_field(self) -> int | None:
-        return self.cmd.command_field
-
-    @property
-    def status(self) -> int | None:
-        return self.cmd.status
+    def __post_init__(self) -> None:
+        self.assoc = self.obs.association
+        self.cmd = self.obs.message.command
+        self.command_field = self.cmd.command_field
+        self.status = self.cmd.status
 
     @cached_property
     def klass(self) -> StatusClass | None:
@@ -77,24 +75,55 @@ class MessageContext:
         return value is not None and value != NO_DATA_SET
 
 
-@dataclass(eq=False)
 class AssociationEvent:
-    """What an association rule is given: the association, the event, the open operations."""
+    """What an association rule is given: the association, the event, the open operations.
 
-    assoc: Association
-    kind: str  # see EVENTS
-    from_requestor: bool | None
-    frame: int
-    ts: float
-    tracker: OperationTracker
-    profile: str
-    pdu: object | None = None  # the upper-layer event (AssociateRQ, PDataTF, Pdv...), if any
-    scratch: dict = field(default_factory=dict)  # per-association state kept for rules
+    A plain class with slots: one is made for every PDV (tens of thousands a
+    second), and most rules look at one or two attributes of it.
+    """
 
-    @cached_property
+    __slots__ = (
+        "assoc",
+        "kind",
+        "from_requestor",
+        "frame",
+        "ts",
+        "tracker",
+        "profile",
+        "pdu",
+        "scratch",
+        "_open",
+    )
+
+    def __init__(
+        self,
+        assoc: Association,
+        kind: str,  # see EVENTS
+        from_requestor: bool | None,
+        frame: int,
+        ts: float,
+        tracker: OperationTracker,
+        profile: str,
+        pdu: object | None = None,  # the upper-layer event (AssociateRQ, PDataTF, Pdv...)
+        scratch: dict | None = None,  # per-association state kept for rules
+    ) -> None:
+        self.assoc = assoc
+        self.kind = kind
+        self.from_requestor = from_requestor
+        self.frame = frame
+        self.ts = ts
+        self.tracker = tracker
+        self.profile = profile
+        self.pdu = pdu
+        self.scratch = {} if scratch is None else scratch
+        self._open: list[Operation] | None = None
+
+    @property
     def open_operations(self) -> list[Operation]:
         """Operations of this association still waiting for their final response."""
-        return self.tracker.open_operations(self.assoc)
+        if self._open is None:
+            self._open = self.tracker.open_operations(self.assoc)
+        return self._open
 
 
 EVENTS = (
@@ -196,7 +225,9 @@ class Checker:
     ) -> None:
         rules = self._by_event.get(kind, ())
         if rules:
-            scratch = self._scratch.setdefault(assoc.id, {})
+            scratch = self._scratch.get(assoc.id)
+            if scratch is None:
+                scratch = self._scratch[assoc.id] = {}
             event = AssociationEvent(
                 assoc, kind, from_requestor, frame, ts, self.tracker, self.profile, pdu, scratch
             )

@@ -39,7 +39,13 @@ from scapy.data import ARPHRD_TO_DLT
 from scapy.error import Scapy_Exception
 
 from . import __version__
-from .identifiers import IMPLICIT_LITTLE_ENDIAN, decode_identifier, summarize, uid_name
+from .identifiers import (
+    EXPLICIT_BIG_ENDIAN,
+    IMPLICIT_LITTLE_ENDIAN,
+    decode_identifier,
+    summarize,
+    uid_name,
+)
 from .pipeline import Pipeline
 from .redact import Redactor
 from .sources import MAX_CAPLEN, CaptureError
@@ -284,8 +290,11 @@ def warm_up(redactor: Redactor) -> None:
 
     That costs about a second, which would otherwise hold up the first findings.
     """
-    # (0008,0052) Query/Retrieve Level "STUDY", Implicit VR Little Endian
+    # (0008,0052) Query/Retrieve Level "STUDY", Implicit VR Little Endian (the flat reader)
     dataset = decode_identifier(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ", IMPLICIT_LITTLE_ENDIAN)
+    summarize(dataset, redactor)
+    # ... and Explicit VR Big Endian, which only pydicom reads.
+    dataset = decode_identifier(b"\x00\x08\x00\x52CS\x00\x06STUDY ", EXPLICIT_BIG_ENDIAN)
     summarize(dataset, redactor)
     uid_name(IMPLICIT_LITTLE_ENDIAN)
 

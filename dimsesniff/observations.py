@@ -23,7 +23,7 @@ class ObservedMessage:
     index: int  # position in the association, 0-based
     request: ObservedMessage | None = None  # for a response: the request it answers
     response_time: float | None = None  # seconds from the request's last byte
-    identifier: object | None = None  # decoded pydicom Dataset, when someone asked for it
+    identifier: object | None = None  # decoded identifier (identifiers.Identifier), if any
     identifier_error: str | None = None
 
     @property

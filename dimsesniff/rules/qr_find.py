@@ -27,6 +27,7 @@ from dissectors.dimse import (
     tag_text,
 )
 
+from ..identifiers import FlatIdentifier
 from ..observations import ObservedMessage
 from ..operations import OperationTracker
 from ..standard.qr_tables import QR_FIND, QR_FIND_CLASSES
@@ -77,7 +78,9 @@ def data_set_type(ctx: MessageContext) -> str:
 
 
 def identifier_keys(identifier: object) -> dict[int, str]:
-    """Top-level tags of a decoded identifier (a pydicom Dataset), with their keywords."""
+    """Top-level tags of a decoded identifier, with their keywords (read only)."""
+    if isinstance(identifier, FlatIdentifier):
+        return identifier.keywords()
     elements = identifier if isinstance(identifier, Iterable) else ()
     return {int(e.tag): e.keyword or tag_text(int(e.tag)) for e in elements}
 

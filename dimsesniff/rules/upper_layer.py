@@ -464,9 +464,11 @@ def control_header_reserved(event: AssociationEvent) -> Iterator[Problem]:
 
 def _pdv_state(event: AssociationEvent) -> dict:
     """Per-direction bookkeeping: PDVs seen in the current P-DATA-TF."""
-    return event.scratch.setdefault(
-        ("pdu", event.from_requestor), {"pdvs": 0, "last": None, "ended": False}
-    )
+    key = ("pdu", event.from_requestor)
+    state = event.scratch.get(key)  # not setdefault: that builds the default on every PDV
+    if state is None:
+        state = event.scratch[key] = {"pdvs": 0, "last": None, "ended": False}
+    return state
 
 
 @association_rule("UL-PDV-MIXED", E, "PS3.8 Annex E.1", events=["pdata", "pdv"], origin="[P8]")
