@@ -19,6 +19,12 @@ ratios tshark / dimsesniff and dimsesniff / raw read (Python), and the peak RSS 
 tshark and dimsesniff process (wait4 rusage of that child).  Then dimsesniff once on the 2x and
 4x captures (<stem>-x2 / -x4 next to FILE, from make_capture.py --double) for the memory check.
 It prints the frames, MB (10^6 bytes) and what dimsesniff found (messages by command).
+
+Scaling (skip with --no-workers): `dimsesniff analyze FILE --workers W` for W = 1 (serial),
+2 and all (os.cpu_count()), each best of --repeat, with the speed-up over W = 1 and whether
+the sharded run found the same.  Each worker reads the whole file, so on a machine with few
+cores or a slow disk the speed-up stays small; the local Dask cluster's start-up (a few
+seconds) is included.
 """
 
 from __future__ import annotations
@@ -114,8 +120,36 @@ def dimsesniff_cmd(given: str | None) -> list[str]:
     return [sys.executable, "-m", "dimsesniff"]
 
 
-def dimsesniff_argv(cmd: list[str], path: Path, out: Path) -> list[str]:
-    return [*cmd, "analyze", str(path), "-o", str(out), "-q", "--fail-on", "never"]
+def dimsesniff_argv(cmd: list[str], path: Path, out: Path, *extra: str) -> list[str]:
+    return [*cmd, "analyze", str(path), "-o", str(out), "-q", "--fail-on", "never", *extra]
+
+
+def worker_counts() -> list[int]:
+    """1 (serial), 2 and every CPU, without repeats."""
+    return sorted({1, 2, os.cpu_count() or 1})
+
+
+def scaling(cmd: list[str], path: Path, repeat: int, found: dict, out: Path, log) -> dict:
+    """``--workers W`` for each worker count: best wall time and speed-up over W = 1."""
+    res: dict[str, dict] = {}
+    for workers in worker_counts():
+        rs = []
+        for i in range(repeat):
+            shutil.rmtree(out / "workers", ignore_errors=True)
+            r = run_measured(dimsesniff_argv(cmd, path, out / "workers", "--workers", str(workers)))
+            rs.append(r)
+            log(f"  run {i + 1}/{repeat}: dimsesniff --workers {workers} {r['seconds']:.1f} s")
+        best = min(r["seconds"] for r in rs)
+        res[str(workers)] = {
+            "best_s": round(best, 3),
+            "runs_s": [round(r["seconds"], 3) for r in rs],
+            "best_cpu_s": round(min(r["cpu_s"] for r in rs), 3),
+            "same_output": read_results(out / "workers") == found,
+        }
+    serial = res["1"]["best_s"]
+    for entry in res.values():
+        entry["speedup"] = round(serial / entry["best_s"], 2)
+    return res
 
 
 def read_results(out: Path) -> dict:
@@ -250,6 +284,9 @@ def bench(args: argparse.Namespace, log) -> dict:
                 "messages": found["messages"],
             }
         }
+        scaled = None
+        if not args.no_workers:
+            scaled = scaling(cmd, path, args.repeat, found, out, log)
         if not args.no_scale:
             for name, p in scaled_files(path).items():
                 if not p.exists():
@@ -316,6 +353,8 @@ def bench(args: argparse.Namespace, log) -> dict:
             "max_rss_mib": t["tshark"]["max_rss_mib"],
         }
     result["found"] = found
+    if scaled is not None:
+        result["scaling"] = scaled
     if meta.get("expected_messages"):
         exp = dict(meta["expected_messages"])
         exp_assocs = exp.pop("associations", None)
@@ -392,6 +431,15 @@ def table(res: dict) -> str:
         cpu = f"{v['cpu_s']:8.1f}" if "cpu_s" in v else f"{'-':>8s}"
         msgs = f"{v['messages']:9d}" if "messages" in v else f"{'-':>9s}"
         lines.append(f"{label:28s} {v['file_mb']:8.1f} {v['max_rss_mib']:8.0f} {secs} {cpu} {msgs}")
+    if res.get("scaling"):
+        lines.append("")
+        lines.append(f"{'dimsesniff --workers':28s} {'best s':>8s} {'speed-up':>9s}  same output")
+        for workers, v in res["scaling"].items():
+            label = f"  {workers}" + (" (serial)" if workers == "1" else "")
+            lines.append(
+                f"{label:28s} {v['best_s']:8.2f} {v['speedup']:8.2f}x  "
+                f"{'yes' if v['same_output'] else 'NO'}"
+            )
     return "\n".join(lines)
 
 
@@ -409,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, action="append", help="DICOM port for tshark -d")
     ap.add_argument("--no-tshark", action="store_true", help="skip tshark")
     ap.add_argument("--no-scale", action="store_true", help="skip the 2x/4x memory check")
+    ap.add_argument(
+        "--no-workers", action="store_true", help="skip the --workers 1/2/all scaling runs"
+    )
     ap.add_argument("--dimsesniff", help="command to run dimsesniff (default: console script)")
     args = ap.parse_args(argv)
     if not args.file.exists():

@@ -9,6 +9,7 @@ conformance statement, streaming: memory does not grow with the capture.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,61 @@ def run(
     return RunResult(analysis, pipeline.counters, warnings)
 
 
+def sharded(workers: int | str | None, scheduler: str | None) -> bool:
+    """Whether ``workers`` / ``scheduler`` ask for a sharded run (0, 1 or None: serial)."""
+    from .dask_runner import worker_count
+
+    return scheduler is not None or worker_count(workers) > 1
+
+
+def run_distributed(
+    sources: Sequence[Source],
+    write: RowWriter,
+    *,
+    spool_dir: Path,
+    workers: int | str | None = None,
+    scheduler: str | None = None,
+    options: Options | None = None,
+    redactor: Redactor | None = None,
+    keep_finding: Callable[[str], bool] | None = None,
+    profile: str = STANDARD,
+) -> RunResult:
+    """``run``, cut into shards by TCP connection and run on Dask; the same rows, in the same
+    order (``sharding.py``).
+
+    ``workers`` processes of a local cluster, or the cluster whose scheduler is at
+    ``scheduler`` (as many shards as ``workers`` if above 1, else as the cluster has
+    threads); ``sources`` must be files that every worker can read.  Shards spool their
+    rows to ``spool_dir`` (removed afterwards).  Raises ``sharding.ShardingError``.
+    """
+    from .dask_runner import cluster_threads, local_runner, remote_runner, worker_count
+    from .sharding import ShardingError, run_sharded
+
+    paths = []
+    for source in sources:
+        if not isinstance(source, (str, Path)) or str(source) == "-":
+            raise ShardingError("--workers/--scheduler need capture files, not standard input")
+        paths.append(os.path.abspath(source))
+    count = worker_count(workers)
+    if scheduler is not None:
+        runner = remote_runner(scheduler)
+        shards = count if count > 1 else cluster_threads(scheduler)
+    else:
+        runner, shards = local_runner(count), count
+    analysis, counters, warnings = run_sharded(
+        paths,
+        write,
+        shards=shards,
+        spool_dir=spool_dir,
+        runner=runner,
+        options=options,
+        redactor=redactor,
+        keep_finding=keep_finding,
+        profile=profile,
+    )
+    return RunResult(analysis, counters, warnings)
+
+
 def _source_name(source: Source) -> str:
     if isinstance(source, (str, Path)):
         return "standard input" if str(source) == "-" else Path(source).name
@@ -114,12 +170,15 @@ def export(
     redactor: Redactor | None = None,
     keep_finding: Callable[[str], bool] | None = None,
     profile: str = STANDARD,
+    workers: int | str | None = None,
+    scheduler: str | None = None,
 ) -> ExportResult:
     """Analyse ``sources`` and write the tables in ``formats``, ``report.html`` and the
     observed conformance statement (``conformance.md``, ``conformance.html``) into ``output``.
 
     Rows are written as they are produced.  Raises ``sources.CaptureError`` for an input
-    that is not a capture (the files written so far are closed).
+    that is not a capture (the files written so far are closed).  With ``workers`` > 1 or
+    a ``scheduler`` the run is sharded on Dask (``run_distributed``), with the same output.
     """
     tables = open_tables(output, formats)
     report = ReportData() if html else None
@@ -135,14 +194,27 @@ def export(
             statement.write(table, row)
 
     try:
-        result = run(
-            sources,
-            write,
-            options=options,
-            redactor=redactor,
-            keep_finding=keep_finding,
-            profile=profile,
-        )
+        if sharded(workers, scheduler):
+            result = run_distributed(
+                sources,
+                write,
+                spool_dir=output,
+                workers=workers,
+                scheduler=scheduler,
+                options=options,
+                redactor=redactor,
+                keep_finding=keep_finding,
+                profile=profile,
+            )
+        else:
+            result = run(
+                sources,
+                write,
+                options=options,
+                redactor=redactor,
+                keep_finding=keep_finding,
+                profile=profile,
+            )
     finally:
         for writer in writers:
             writer.close()
@@ -197,6 +269,8 @@ def analyze(
     include_phi: bool = False,
     phi_key: str | None = None,
     profile: str = STANDARD,
+    workers: int | str | None = None,
+    scheduler: str | None = None,
 ) -> Tables:
     """Analyse capture files and return their tables as DataFrames (for notebooks).
 
@@ -204,6 +278,8 @@ def analyze(
     ``tables.associations`` and ``tables.violations`` have the columns and
     dtypes that ``dimsesniff schema`` documents.  Patient data is tokenised
     unless ``include_phi``; ``phi_key`` makes the tokens stable across runs.
+    ``workers=N`` (or ``"all"``) or ``scheduler="tcp://HOST:8786"`` shard the run on
+    Dask (the same tables); the rows are still collected here, in memory.
     """
     if isinstance(paths, (str, Path)) or hasattr(paths, "read"):
         paths = [paths]  # type: ignore[list-item]
@@ -217,13 +293,24 @@ def analyze(
         report.write(table, row)
         statement.write(table, row)
 
-    result = run(
-        sources,
-        write,
-        options=Options(ports=tuple(ports)),
-        redactor=Redactor(include_phi=include_phi, key=phi_key),
-        profile=profile,
-    )
+    options = Options(ports=tuple(ports))
+    redactor = Redactor(include_phi=include_phi, key=phi_key)
+    if sharded(workers, scheduler):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dimsesniff-") as spool_dir:
+            result = run_distributed(
+                sources,
+                write,
+                spool_dir=Path(spool_dir),
+                workers=workers,
+                scheduler=scheduler,
+                options=options,
+                redactor=redactor,
+                profile=profile,
+            )
+    else:
+        result = run(sources, write, options=options, redactor=redactor, profile=profile)
     frames = {name: to_frame(name, rows[name]) for name in TABLE_COLUMNS}
     return Tables(
         frames["messages"],

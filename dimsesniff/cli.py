@@ -34,6 +34,7 @@ from .cli_options import (
     failed,
     rule_filter,
 )
+from .dask_runner import check_address, worker_count
 from .pipeline import Options
 from .redact import Redactor
 from .report.safe_text import printable
@@ -41,6 +42,7 @@ from .report.schema import FORMATS, TABLES, describe_json, describe_markdown
 from .report.summary import print_summary
 from .rules import RULES
 from .rules.base import BOTH
+from .sharding import ShardingError
 from .sources import CaptureError
 
 app = typer.Typer(
@@ -159,6 +161,22 @@ def analyze(
     include_phi: IncludePhiOption = False,
     phi_key: PhiKeyOption = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary, no progress.")] = False,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            help="Split the work by TCP connection over N local Dask worker processes "
+            "(all or -1: one per CPU; 0 or 1: no Dask). Same output.",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the shards on the Dask cluster of this scheduler (tcp://HOST:8786); "
+            "its workers must read the capture files at the same paths.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse capture files: write the messages, associations and violations tables,
     and on request report.html and the observed conformance statement.
@@ -167,6 +185,15 @@ def analyze(
     """
     table_formats = split_formats(formats)
     keep = rule_filter(select, ignore)
+    try:
+        worker_total = worker_count(workers)
+        if scheduler is not None:
+            scheduler = check_address(scheduler)
+    except ShardingError as exc:
+        raise fail(str(exc)) from None
+    distributed = scheduler is not None or worker_total > 1
+    if distributed and "-" in captures:
+        raise fail("--workers/--scheduler need capture files, not standard input")
 
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -179,6 +206,9 @@ def analyze(
             sources.append("-")
             continue
         path = Path(name)
+        if scheduler is not None:
+            sources.append(name)  # read by the cluster's workers, maybe not from here
+            continue
         try:
             raw = path.open("rb")
         except OSError as exc:
@@ -186,6 +216,10 @@ def analyze(
                 if not isinstance(s, str):
                     s.close()
             raise fail(f"{name}: {exc.strerror or exc}") from None
+        if distributed:  # each shard's worker opens the file itself
+            raw.close()
+            sources.append(name)
+            continue
         sources.append(
             ProgressReader(
                 raw,
@@ -206,8 +240,10 @@ def analyze(
             redactor=Redactor(include_phi=include_phi, key=phi_key),
             keep_finding=keep,
             profile=profile.value,
+            workers=worker_total,
+            scheduler=scheduler,
         )
-    except CaptureError as exc:
+    except (CaptureError, ShardingError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"{exc.filename or output}: {exc.strerror or exc}") from None
