@@ -58,7 +58,7 @@ class Counters:
 
 
 _SHARD_CACHE_MAX = 1 << 16
-_BULK_MAX = 1 << 12
+_SHORT_MAX = 1 << 14
 _PLAIN_FLAGS = (ACK, ACK | PSH)
 _IPV4_MF_OR_OFFSET = 0x3FFF
 
@@ -86,8 +86,10 @@ class Pipeline:
         self._ports = frozenset(self.options.ports)
         self._last_expiry = 0.0
         self._shard_keep: dict[tuple, bool] = {}
-        # Connections seen in bulk transfer, both directions by raw IPv4 4-tuple (feed_batch).
-        self._bulk: dict[tuple[int, int, int, int], tuple] = {}
+        # By raw IPv4 4-tuple, both directions (feed_batch): connections in bulk
+        # transfer (their flow-table entry), and other shards' connections (None).
+        self._short: dict[tuple[int, int, int, int], tuple | None] = {}
+        self._rejected = False  # the frame ``feed`` just took belongs to another shard
 
     def _next_association_id(self) -> int:
         self._association_ids += 1
@@ -98,70 +100,78 @@ class Pipeline:
 
         Most frames of a capture carrying images are segments in the middle of
         C-STORE pixel data, which nobody reads (the connection granted the TCP
-        layer a skip budget), and the bare ACKs answering them.  For those, an
-        untagged Ethernet/IPv4/TCP header is read in place and the segment goes
-        to ``FlowTable.try_skip`` or ``try_ack``: no frame copy, no ``Segment``,
-        no event, no call per frame but that one.  Everything else takes ``feed``.
+        layer a skip budget), and the bare ACKs answering them; in a shard,
+        also every frame of the other shards' connections.  For those, an
+        untagged Ethernet/IPv4/TCP header is read in place: no frame copy, no
+        ``Segment``, no event, at most one call (``FlowTable.try_skip`` or
+        ``try_ack``).  Everything else takes ``feed``.
         """
-        bulk = self._bulk
+        short = self._short
         counters = self.counters
         flows = self.flows
         unpack = ETH_IPV4_TCP.unpack_from
         expiring = self.options.idle_timeout is not None
         for ts, linktype, buf, start, end in batch:
-            if bulk and linktype == LINKTYPE_ETHERNET and end - start >= 54:
+            if short and linktype == LINKTYPE_ETHERNET and end - start >= 54:
                 (etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, off_flags) = (
                     unpack(buf, start)
                 )
                 key = (src, dst, sport, dport)
-                entry = bulk.get(key)
-                if (
-                    entry is not None
-                    and etype == 0x0800
-                    and vihl == 0x45
-                    and proto == 6
-                    and not frag & _IPV4_MF_OR_OFFSET
-                    and off_flags >> 12 >= 5
-                    and off_flags & 0x1FF in _PLAIN_FLAGS
-                ):
-                    lo = start + 34 + (off_flags >> 12) * 4
-                    hi = start + 14 + total
-                    frame = counters.frames + 1
-                    if hi > end or lo > hi:
-                        taken = False  # cut short by the snap length, or nonsense: the long way
-                    elif lo == hi:
-                        taken = flows.try_ack(entry, ack, frame, ts)
-                    else:
-                        taken = flows.try_skip(entry, seq, ack, buf[lo:hi], frame, ts)
-                    if taken:
-                        counters.frames = frame
+                entry = short.get(key, False)
+                if entry is not False and etype == 0x0800 and vihl == 0x45 and proto == 6:
+                    if entry is None:  # another shard's connection: counted, as by ``feed``
+                        counters.frames += 1
                         counters.bytes += end - start
                         counters.last_ts = ts
-                        counters.tcp_segments += 1
-                        if expiring and ts - self._last_expiry > 1.0:
-                            self.expire(ts)
                         continue
+                    if not frag & _IPV4_MF_OR_OFFSET and off_flags & 0x1FF in _PLAIN_FLAGS:
+                        lo = start + 34 + (off_flags >> 12) * 4
+                        hi = start + 14 + total
+                        frame = counters.frames + 1
+                        if hi > end or lo > hi or off_flags >> 12 < 5:
+                            taken = False  # cut short by the snap length, or nonsense
+                        elif lo == hi:
+                            taken = flows.try_ack(entry, ack, frame, ts)
+                        else:
+                            taken = flows.try_skip(entry, seq, ack, buf[lo:hi], frame, ts)
+                        if taken:
+                            counters.frames = frame
+                            counters.bytes += end - start
+                            counters.last_ts = ts
+                            counters.tcp_segments += 1
+                            if expiring and ts - self._last_expiry > 1.0:
+                                self.expire(ts)
+                            continue
                     if entry[0].ended:
-                        del bulk[key]
+                        del short[key]
             self._feed_copy(ts, linktype, buf, start, end)
 
     def _feed_copy(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
-        """``feed`` a frame the short way did not take; note its connection if in bulk transfer."""
+        """``feed`` a frame the short way did not take; remember its connection if it can."""
         segment = self.feed(ts, linktype, buf[start:end])
-        if segment is None or not segment.payload or linktype != LINKTYPE_ETHERNET:
+        if linktype != LINKTYPE_ETHERNET:
             return
-        entry = self.flows.entry(*segment[:4])
-        if entry is None or not entry[1].skip_budget:
-            return
+        if segment is None:
+            if not self._rejected:
+                return
+            self._rejected = False
+            entry = None  # another shard's: all its frames can go the short way
+        else:
+            if not segment.payload:
+                return
+            entry = self.flows.entry(*segment[:4])
+            if entry is None or not entry[1].skip_budget:
+                return
         fields = ETH_IPV4_TCP.unpack_from(buf, start)
         if fields[0] == 0x0800 and fields[1] == 0x45:
-            bulk = self._bulk
-            if len(bulk) >= _BULK_MAX:
-                bulk.clear()  # entries of ended connections, at worst: they come back
+            short = self._short
+            if len(short) >= _SHORT_MAX:
+                short.clear()  # entries of ended connections, at worst: they come back
             src, dst, sport, dport = fields[5:9]
-            conn, own, peer = entry
-            bulk[(src, dst, sport, dport)] = entry
-            bulk[(dst, src, dport, sport)] = (conn, peer, own)
+            short[(src, dst, sport, dport)] = entry
+            if entry is not None:
+                entry = (entry[0], entry[2], entry[1])  # the other direction's view
+            short[(dst, src, dport, sport)] = entry
 
     def feed(self, ts: float, linktype: int, frame: bytes) -> Segment | None:
         """One captured frame (numbered from 1 in order of arrival); its TCP segment, if any."""
@@ -175,6 +185,7 @@ class Pipeline:
         if segment is None:
             return None
         if self.options.shard is not None and not self._in_shard(segment):
+            self._rejected = True
             return None
         counters.tcp_segments += 1
         events = self.flows.handle(segment, counters.frames, ts)
