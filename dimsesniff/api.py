@@ -24,7 +24,7 @@ from .report.html import ReportData, write_report
 from .report.jsonl_writer import JsonlTable
 from .report.schema import FORMATS, TABLE_COLUMNS, to_frame
 from .rules.base import STANDARD
-from .sources import FrameReader
+from .sources import FrameReader, capture_order
 
 __all__ = ["FORMATS", "TABLE_COLUMNS", "analyze", "export", "run"]
 
@@ -180,6 +180,7 @@ def export(
     that is not a capture (the files written so far are closed).  With ``workers`` > 1 or
     a ``scheduler`` the run is sharded on Dask (``run_distributed``), with the same output.
     """
+    sources, reordered = capture_order(sources)
     tables = open_tables(output, formats)
     report = ReportData() if html else None
     statement = ObservedConformance() if conformance else None
@@ -218,6 +219,8 @@ def export(
     finally:
         for writer in writers:
             writer.close()
+    if reordered:
+        result.warnings.insert(0, reordered)
     outputs = [w.path for w in writers]
     inputs = [_source_name(s) for s in sources]
     if statement is not None:
@@ -283,7 +286,7 @@ def analyze(
     """
     if isinstance(paths, (str, Path)) or hasattr(paths, "read"):
         paths = [paths]  # type: ignore[list-item]
-    sources = list(paths)  # type: ignore[arg-type]
+    sources, reordered = capture_order(list(paths))  # type: ignore[arg-type]
     rows: dict[str, list[dict]] = {name: [] for name in TABLE_COLUMNS}
     report = ReportData()
     statement = ObservedConformance()
@@ -311,6 +314,8 @@ def analyze(
             )
     else:
         result = run(sources, write, options=options, redactor=redactor, profile=profile)
+    if reordered:
+        result.warnings.insert(0, reordered)
     frames = {name: to_frame(name, rows[name]) for name in TABLE_COLUMNS}
     return Tables(
         frames["messages"],

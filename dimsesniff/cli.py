@@ -43,7 +43,7 @@ from .report.summary import print_summary
 from .rules import RULES
 from .rules.base import BOTH
 from .sharding import ShardingError
-from .sources import CaptureError
+from .sources import CaptureError, capture_order
 
 app = typer.Typer(
     add_completion=False,
@@ -200,6 +200,7 @@ def analyze(
     except OSError as exc:
         raise fail(f"cannot create {output}: {exc.strerror}") from None
     console = Console(stderr=False)
+    captures, reordered = capture_order(captures)  # type: ignore[assignment]
     sources: list[BinaryIO | str] = []
     for name in captures:
         if name == "-":
@@ -252,6 +253,8 @@ def analyze(
             if not isinstance(s, str):
                 s.close()
     result = exported.run
+    if reordered:
+        result.warnings.insert(0, reordered)
     if not quiet:
         print_summary(
             console,

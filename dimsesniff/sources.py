@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, NoReturn
 
@@ -539,6 +539,44 @@ class FrameReader:
                 offset = struct.unpack_from(order + "q", buf, value)[0]
             opt = value + ((olen + 3) & ~3)
         return _Interface(linktype, snaplen, divisor, offset)
+
+
+def first_packet_time(path: str | Path) -> float | None:
+    """Timestamp of the first packet of a capture file; None if it has none or is unreadable."""
+    reader = FrameReader(path)
+    try:
+        for batch in reader.read_batches():
+            if batch:
+                return batch[0][0]
+    except (CaptureError, OSError):
+        return None
+    return None
+
+
+def capture_order(
+    sources: Sequence[str | Path | BinaryIO],
+) -> tuple[list[str | Path | BinaryIO], str | None]:
+    """Pieces of one rotated capture in the order they were written, and a note if moved.
+
+    ``tcpdump -C`` names its pieces ``f``, ``f1``, ... ``f10``, which a shell glob
+    lists as ``f f1 f10 f2``: taken in that order, frame numbers would jump
+    back in time and every association spanning two pieces would break.  The
+    pieces are put in the order of their first packets (a stable sort, so
+    equal times keep the given order).  Standard input, file objects and
+    files without a readable first packet leave the order as given.
+    """
+    given = list(sources)
+    if len(given) < 2 or not all(isinstance(s, (str, Path)) and str(s) != "-" for s in given):
+        return given, None
+    times = [first_packet_time(s) for s in given]  # type: ignore[arg-type]
+    if any(t is None for t in times):
+        return given, None
+    order = sorted(range(len(given)), key=lambda i: times[i])  # type: ignore[arg-type,return-value]
+    if order == list(range(len(given))):
+        return given, None
+    ordered = [given[i] for i in order]
+    names = ", ".join(Path(str(s)).name for s in ordered)
+    return ordered, f"capture files taken in the order of their first packets: {names}"
 
 
 def read_frames(source: str | Path | BinaryIO) -> Iterator[Frame]:

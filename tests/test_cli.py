@@ -102,3 +102,41 @@ def test_every_command_has_help_and_is_in_readme():
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0 and "Example" in result.output or name == "version"
         assert f"dimsesniff {name}" in README or name == "version", name
+
+
+def test_rotated_pieces_given_in_glob_order_are_put_in_capture_order(tmp_path: Path) -> None:
+    """tcpdump -C names pieces f, f1 .. f11; a shell glob gives f f1 f10 f11 f2 ..."""
+    from dimsesniff.sources import read_frames
+    from fuzz.mutators import pcap_bytes
+
+    def write(path: Path, part: list) -> Path:
+        path.write_bytes(pcap_bytes(part))  # microsecond timestamps kept
+        return path
+
+    whole = Path(__file__).parent.parent / "samples" / "pynetdicom-move.pcap"
+    frames = [(ts, frame) for ts, _lt, frame in read_frames(whole)]
+    size = -(-len(frames) // 12)
+    pieces = [
+        write(tmp_path / ("cap" if k == 0 else f"cap{k}"), frames[k * size : (k + 1) * size])
+        for k in range(12)
+    ]
+    glob_order = sorted(pieces, key=lambda p: p.name)
+    assert glob_order != pieces  # cap10 before cap2: the case this test is about
+    out_whole, out_pieces = tmp_path / "whole", tmp_path / "pieces"
+    reference = write(tmp_path / "whole.pcap", frames)
+    assert (
+        runner.invoke(
+            app, ["analyze", str(reference), "-o", str(out_whole), "--phi-key", "k"]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app, ["analyze", *map(str, glob_order), "-o", str(out_pieces), "--phi-key", "k"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "order of their first packets" in result.output
+    for table in ("messages.csv", "associations.csv", "violations.csv"):
+        assert (out_pieces / table).read_bytes() == (out_whole / table).read_bytes(), table
+    # Given in capture order: nothing to say.
+    again = runner.invoke(app, ["analyze", *map(str, pieces), "-o", str(tmp_path / "again")])
+    assert "order of their first packets" not in again.output
