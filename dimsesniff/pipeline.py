@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dissectors.flow_table import FlowTable
-from dissectors.packet import ACK, ETH_IPV4_TCP, LINKTYPE_ETHERNET, PSH, Segment, decode_tcp
+from dissectors.packet import ACK, IPV4_TCP_IN_PLACE, PSH, Segment, decode_tcp
 from dissectors.stream_events import (
     StreamData,
     StreamEnd,
@@ -102,17 +102,23 @@ class Pipeline:
         C-STORE pixel data, which nobody reads (the connection granted the TCP
         layer a skip budget), and the bare ACKs answering them; in a shard,
         also every frame of the other shards' connections.  For those, an
-        untagged Ethernet/IPv4/TCP header is read in place: no frame copy, no
+        untagged IPv4/TCP header behind Ethernet or a Linux cooked header
+        (``IPV4_TCP_IN_PLACE``) is read in place: no frame copy, no
         ``Segment``, no event, at most one call (``FlowTable.try_skip`` or
         ``try_ack``).  Everything else takes ``feed``.
         """
         short = self._short
         counters = self.counters
         flows = self.flows
-        unpack = ETH_IPV4_TCP.unpack_from
         expiring = self.options.idle_timeout is not None
+        link, layout = -1, None
         for ts, linktype, buf, start, end in batch:
-            if short and linktype == LINKTYPE_ETHERNET and end - start >= 54:
+            if linktype != link:  # constant in a pcap file; pcapng may mix interfaces
+                link = linktype
+                layout = IPV4_TCP_IN_PLACE.get(linktype)
+                if layout is not None:
+                    unpack, ip_at = layout[0].unpack_from, layout[1]
+            if short and layout is not None and end - start >= ip_at + 40:
                 (etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, off_flags) = (
                     unpack(buf, start)
                 )
@@ -125,8 +131,8 @@ class Pipeline:
                         counters.last_ts = ts
                         continue
                     if not frag & _IPV4_MF_OR_OFFSET and off_flags & 0x1FF in _PLAIN_FLAGS:
-                        lo = start + 34 + (off_flags >> 12) * 4
-                        hi = start + 14 + total
+                        lo = start + ip_at + 20 + (off_flags >> 12) * 4
+                        hi = start + ip_at + total
                         frame = counters.frames + 1
                         if hi > end or lo > hi or off_flags >> 12 < 5:
                             taken = False  # cut short by the snap length, or nonsense
@@ -149,7 +155,8 @@ class Pipeline:
     def _feed_copy(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
         """``feed`` a frame the short way did not take; remember its connection if it can."""
         segment = self.feed(ts, linktype, buf[start:end])
-        if linktype != LINKTYPE_ETHERNET:
+        layout = IPV4_TCP_IN_PLACE.get(linktype)
+        if layout is None:
             return
         if segment is None:
             if not self._rejected:
@@ -162,7 +169,7 @@ class Pipeline:
             entry = self.flows.entry(*segment[:4])
             if entry is None or not entry[1].skip_budget:
                 return
-        fields = ETH_IPV4_TCP.unpack_from(buf, start)
+        fields = layout[0].unpack_from(buf, start)
         if fields[0] == 0x0800 and fields[1] == 0x45:
             short = self._short
             if len(short) >= _SHORT_MAX:

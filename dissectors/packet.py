@@ -78,6 +78,19 @@ _TCP = struct.Struct("!HHIIH")
 # Ethernet + option-less IPv4 + TCP up to the flags: the fast path, 54 bytes
 # (also read in place by ``Pipeline.feed_span``).
 ETH_IPV4_TCP = struct.Struct("!12xHBxH2xHxB2xIIHHIIH")
+# The same fields (ethertype first) behind the other common link headers:
+# Linux cooked capture v1 (protocol at 14, IP at 16) and v2 (protocol at 0, IP at 20).
+_SLL_IPV4_TCP = struct.Struct("!14xHBxH2xHxB2xIIHHIIH")
+_SLL2_IPV4_TCP = struct.Struct("!H18xBxH2xHxB2xIIHHIIH")
+IPV4_TCP_IN_PLACE: dict[int, tuple[struct.Struct, int]] = {
+    LINKTYPE_ETHERNET: (ETH_IPV4_TCP, 14),
+    LINKTYPE_LINUX_SLL: (_SLL_IPV4_TCP, 16),
+    LINKTYPE_LINUX_SLL2: (_SLL2_IPV4_TCP, 20),
+}
+"""Link types whose IPv4/TCP headers ``Pipeline.feed_batch`` reads in place: (layout, link
+header length).  Each layout yields ``ETH_IPV4_TCP``'s fields: ethertype, version/IHL,
+total length, flags/fragment offset, protocol, addresses, ports, sequence, acknowledgment,
+data offset/flags (``tcpdump -i any`` writes the Linux cooked headers)."""
 _U16 = struct.Struct("!H")
 _U32_BE = struct.Struct(">I")
 _U32_LE = struct.Struct("<I")

@@ -74,6 +74,29 @@ def test_pixel_data_is_mostly_not_copied() -> None:
     assert taken["copied"] < taken["frames"] / 2, taken
 
 
+class _Kind:
+    """A stand-in for ``random.Random`` that makes ``relink`` pick one link type."""
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+    def randrange(self, *_args: int) -> int:
+        return self.kind
+
+
+@pytest.mark.parametrize("kind,linktype", [(0, 113), (1, 276), (2, 101)])
+def test_other_link_types_same_rows_as_ethernet(kind: int, linktype: int) -> None:
+    """Linux cooked headers (``tcpdump -i any``) are read in place too; raw IP is not."""
+    frames = list(mutators.sample_frames("dcmtk-move"))
+    relinked, got = mutators.relink(frames, _Kind(kind))  # type: ignore[arg-type]
+    assert got == linktype
+    ethernet, _ = rows(SAMPLES / "dcmtk-move.pcap", batches=False, skip=False)
+    fast, taken = rows(mutators.pcap_bytes(relinked, linktype), batches=True, skip=True)
+    assert fast == ethernet
+    in_place = linktype in (113, 276)
+    assert (taken["copied"] < taken["frames"] / 2) == in_place, taken
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_fuzzed_captures_same_rows(seed: int) -> None:
     rng = random.Random(seed)
