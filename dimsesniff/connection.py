@@ -130,8 +130,12 @@ class DicomConnection:
         if self.state == DICOM:
             parser = self._parsers[side]
             # Bulk data nobody reads (C-STORE pixel data) is counted, not parsed.
-            if self._assemblers[side].counting_only and parser.skip(data, frame, ts):
-                return DICOM
+            if self._assemblers[side].counting_only:
+                events = parser.skip_count(len(data), frame, ts)
+                if events is not None:
+                    if events:
+                        self._handle(side, events)
+                    return DICOM
             self._handle(side, parser.feed(data, frame, ts))
         elif self.state == UNDECIDED:
             self._probe(side, data, frame, ts)
@@ -141,7 +145,7 @@ class DicomConnection:
         """In-order bytes of one direction this connection will not read next (see ``skipped``).
 
         Inside the data of a PDV whose message is only counted (C-STORE pixel
-        data), all but the PDV's last byte: the TCP layer may count them
+        data), the rest of that data: the TCP layer may count those bytes
         instead of delivering them segment by segment.
         """
         side = 0 if from_initiator else 1
@@ -152,10 +156,15 @@ class DicomConnection:
     def skipped(self, from_initiator: bool, length: int, frame: int, ts: float) -> None:
         """``length`` bytes promised by ``skippable`` went by uncopied."""
         side = 0 if from_initiator else 1
-        if self.state == DICOM and not self._parsers[side].skip_count(length, frame, ts):
+        if self.state != DICOM:
+            return
+        events = self._parsers[side].skip_count(length, frame, ts)
+        if events is None:
             # Cannot happen when the budget came from ``skippable``; if it did, the
             # bytes are gone, so the parser hears of them as a hole, not silently.
             self.gap(from_initiator, length, frame, ts)
+        elif events:  # they ended the PDV
+            self._handle(side, events)
 
     def gap(self, from_initiator: bool, missing: int, frame: int, ts: float) -> None:
         side = 0 if from_initiator else 1

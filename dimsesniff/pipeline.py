@@ -134,17 +134,21 @@ class Pipeline:
                         lo = start + ip_at + 20 + (off_flags >> 12) * 4
                         hi = start + ip_at + total
                         frame = counters.frames + 1
+                        events = None
                         if hi > end or lo > hi or off_flags >> 12 < 5:
-                            taken = False  # cut short by the snap length, or nonsense
+                            pass  # cut short by the snap length, or nonsense: the long way
                         elif lo == hi:
-                            taken = flows.try_ack(entry, ack, frame, ts)
+                            if flows.try_ack(entry, ack, frame, ts):
+                                events = ()
                         else:
-                            taken = flows.try_skip(entry, seq, ack, buf[lo:hi], frame, ts)
-                        if taken:
+                            events = flows.try_skip(entry, seq, ack, buf[lo:hi], frame, ts)
+                        if events is not None:
                             counters.frames = frame
                             counters.bytes += end - start
                             counters.last_ts = ts
                             counters.tcp_segments += 1
+                            if events:
+                                self._dispatch(events)  # type: ignore[arg-type]
                             if expiring and ts - self._last_expiry > 1.0:
                                 self.expire(ts)
                             continue

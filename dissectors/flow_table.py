@@ -30,6 +30,7 @@ replaced a connection that had not closed).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from dissectors.packet import ACK, FIN, RST, SYN, Segment
 from dissectors.stream_events import Endpoint, StreamEnd, StreamEvent, StreamOpen, TcpFinding
@@ -38,6 +39,7 @@ from dissectors.tcp_stream import DEFAULT_HISTORY, MAX_WINDOW, SEQ_MASK, TcpStre
 FLOW_CAP = "TCP-FLOW-CAP"
 
 _SPECIAL = SYN | FIN | RST
+_NO_EVENTS: tuple[StreamEvent, ...] = ()
 
 
 class _Conn:
@@ -155,13 +157,13 @@ class FlowTable:
 
     def try_skip(
         self, entry: _Entry, seq: int, ack: int, payload: bytes, frame: int, ts: float
-    ) -> bool:
+    ) -> Sequence[StreamEvent] | None:
         """``handle`` for a plain ACK data segment that falls in its direction's skip budget.
 
         For a caller that found ``entry`` itself (by raw header fields) and
-        knows the segment's flags are ACK or ACK+PSH: True when the segment
-        was taken, with the same effect as ``handle`` and no event; False
-        (nothing done) when it needs the full path.
+        knows the segment's flags are ACK or ACK+PSH: the events, as ``handle``
+        would return them (none, or the ``StreamSkipped`` of a spent budget),
+        when the segment was taken; None (nothing done) when it needs ``handle``.
         """
         conn, own, peer = entry
         if (
@@ -175,12 +177,16 @@ class FlowTable:
             or (peer.started and 0 < ((ack - peer.next_seq) & SEQ_MASK) < MAX_WINDOW)
             or not own.skip(seq, payload, frame, ts)
         ):
-            return False
+            return None
         self._last_frame = frame
         conn.last_ts = ts
         self._conns.move_to_end(conn.id)
         peer.acked = ack
-        return True
+        if own.skip_budget:
+            return _NO_EVENTS
+        out: list[StreamEvent] = []
+        own.settle(out)
+        return out
 
     def try_ack(self, entry: _Entry, ack: int, frame: int, ts: float) -> bool:
         """``handle`` for a bare ACK (flags ACK only, no payload) that changes nothing but time.

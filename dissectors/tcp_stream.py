@@ -138,6 +138,8 @@ class TcpStream:
     def receive(self, seq: int, data: bytes, frame: int, ts: float, out: list[StreamEvent]) -> None:
         """Take the payload of one segment whose first byte has sequence number ``seq``."""
         if self.skip_budget and self.skip(seq, data, frame, ts):
+            if not self.skip_budget:  # spent: the layer above hears of it at this segment
+                self.settle(out)
             return
         if seq == self.next_seq and not self._starts and self.fin_off is None:
             # The common case, kept short: exactly the next bytes, nothing waiting.
@@ -146,7 +148,7 @@ class TcpStream:
             self.pos = pos + n
             self.next_seq = (seq + n) & SEQ_MASK
             if self._skipped:
-                self._settle(out)
+                self.settle(out)
             self.skip_budget = 0
             out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
             if self.history_bytes:
@@ -167,6 +169,7 @@ class TcpStream:
 
         Only exactly the next bytes with nothing buffered qualify: they are
         counted, and remembered for retransmission checks as delivered bytes are.
+        When this spends the budget, call ``settle`` now.
         """
         n = len(data)
         if n > self.skip_budget or seq != self.next_seq or self._starts or self.fin_off is not None:
@@ -185,8 +188,9 @@ class TcpStream:
                 self._trim_history()
         return True
 
-    def _settle(self, out: list[StreamEvent]) -> None:
-        """Report the bytes skipped so far, before any other event of this direction."""
+    def settle(self, out: list[StreamEvent]) -> None:
+        """Report the bytes skipped so far: before any other event of this direction, and
+        as soon as the budget is spent (the skipped bytes end what the layer above skips)."""
         out.append(
             StreamSkipped(
                 self.conn, self.from_initiator, self._skipped, self._skip_frame, self._skip_ts
@@ -254,7 +258,7 @@ class TcpStream:
         acknowledgment shows that bytes after the last captured ones existed.
         """
         if self._skipped:
-            self._settle(out)
+            self.settle(out)
         while self._starts:
             self._gap(self._starts[0] - self.pos, frame, ts, out)
             self._release(out)
@@ -337,7 +341,7 @@ class TcpStream:
         """Deliver ``data`` at ``pos`` (== self.pos): the slow-path twin of the fast path."""
         n = len(data)
         if self._skipped:
-            self._settle(out)
+            self.settle(out)
         self.skip_budget = 0
         self.pos = pos + n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
@@ -360,7 +364,7 @@ class TcpStream:
 
     def _gap(self, missing: int, frame: int, ts: float, out: list[StreamEvent]) -> None:
         if self._skipped:
-            self._settle(out)
+            self.settle(out)
         self.skip_budget = 0
         out.append(StreamGap(self.conn, self.from_initiator, missing, frame, ts))
         self.pos += missing

@@ -133,28 +133,35 @@ class PduParser:
         Returns False (and does nothing) when the bytes reach a PDV boundary
         or the parser holds buffered bytes; then call ``feed``.
         """
-        return self.skip_count(len(data), frame, ts)
+        return len(data) < self.skippable and self.skip_count(len(data), frame, ts) is not None
 
     @property
     def skippable(self) -> int:
-        """How many of the next bytes ``skip_count`` would absorb: all but the PDV's last one.
-
-        The last byte is left to ``feed`` so the end of the PDV still gives its event.
-        """
+        """How many of the next bytes ``skip_count`` takes: the rest of the current PDV's data."""
         if self._state != PDV_DATA or self._buf:
             return 0
-        return self._pdv_left - 1
+        return self._pdv_left
 
-    def skip_count(self, n: int, frame: int, ts: float) -> bool:
-        """``skip`` for ``n`` bytes the caller did not keep (``StreamSkipped``)."""
-        if self._state != PDV_DATA or self._buf or n >= self._pdv_left:
-            return False
+    def skip_count(self, n: int, frame: int, ts: float) -> list[UlEvent] | None:
+        """Count ``n`` bytes of PDV data the caller did not keep (``StreamSkipped``).
+
+        None (nothing done) if they would go beyond the current PDV's data.
+        Bytes that end it give the events ``feed`` would give there: the PDV's
+        last piece (empty, the skipped bytes counted in ``skipped``) and, if
+        the P-DATA-TF ends too, its end.
+        """
+        if self._state != PDV_DATA or self._buf or n > self._pdv_left:
+            return None
         self._pdv_left -= n
         self._remaining -= n
         self._skipped_data += n
         self._frame, self._ts = frame, ts
         self.bytes_in += n
-        return True
+        events: list[UlEvent] = []
+        if not self._pdv_left:
+            self._piece(events, b"")
+            self._after_pdv(events)
+        return events
 
     def gap(self, missing: int, frame: int, ts: float) -> list[UlEvent]:
         """``missing`` bytes were never captured; keep our place if the hole is inside a PDV."""

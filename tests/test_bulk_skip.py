@@ -205,15 +205,32 @@ def test_try_skip_refuses_what_handle_would_treat_differently() -> None:
     table = FlowTable()
     _open(table)
     table.grant_skip(0, True, 1000)
-    entry = table.entry(*A[:1], B[0], A[1], B[1])
+    entry = table.entry(A[0], B[0], A[1], B[1])
     assert entry is not None
-    assert not table.try_skip(entry, 105, 1, bytes(10), 3, 0.0)  # not the next byte
-    assert not table.try_skip(entry, 100, 1, bytes(2000), 3, 0.0)  # beyond the budget
-    assert not table.try_skip(entry, 100, 50, bytes(10), 3, 0.0)  # acks unseen peer bytes
-    assert table.try_skip(entry, 100, 1, bytes(10), 3, 0.0)
+    assert table.try_skip(entry, 105, 1, bytes(10), 3, 0.0) is None  # not the next byte
+    assert table.try_skip(entry, 100, 1, bytes(2000), 3, 0.0) is None  # beyond the budget
+    assert table.try_skip(entry, 100, 50, bytes(10), 3, 0.0) is None  # acks unseen peer bytes
+    assert table.try_skip(entry, 100, 1, bytes(10), 3, 0.0) == ()
     assert entry[1].next_seq == 110 and entry[1].skip_budget == 990
     # The other direction holds bytes behind a hole: an ack riding on data may reveal it.
     table.handle(_segment(11, b"early", src=B, dst=A, ack=110), 4, 0.0)
     assert entry[2].buffered
-    assert not table.try_skip(entry, 110, 1, bytes(10), 5, 0.0)
+    assert table.try_skip(entry, 110, 1, bytes(10), 5, 0.0) is None
     assert not table.try_ack(entry, 1, 5, 0.0)
+
+
+def test_a_spent_budget_is_reported_at_once() -> None:
+    """The skipped bytes end a PDV: the layer above must hear of it at that segment."""
+    table = FlowTable()
+    _open(table)
+    table.grant_skip(0, True, 20)
+    entry = table.entry(A[0], B[0], A[1], B[1])
+    assert entry is not None
+    assert table.try_skip(entry, 100, 1, bytes(10), 3, 0.0) == ()
+    (settled,) = table.try_skip(entry, 110, 1, bytes(10), 4, 0.5)  # type: ignore[misc]
+    assert isinstance(settled, StreamSkipped)
+    assert (settled.length, settled.frame, settled.ts) == (20, 4, 0.5)
+    # The same through handle, in the slow path.
+    table.grant_skip(0, True, 5)
+    events = table.handle(_segment(120, bytes(5)), 5, 1.0)
+    assert [(type(e), e.length) for e in events] == [(StreamSkipped, 5)]
