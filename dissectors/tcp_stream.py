@@ -152,11 +152,7 @@ class TcpStream:
             self.skip_budget = 0
             out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
             if self.history_bytes:
-                self._hist_starts.append(pos)
-                self._hist_data.append(data)
-                self._history_size += n
-                if self._history_size > 2 * self.history_bytes:
-                    self._trim_history()
+                self._remember(pos, data)
             return
         if not self.started:
             self.start(seq)
@@ -181,11 +177,7 @@ class TcpStream:
         self._skipped += n
         self._skip_frame, self._skip_ts = frame, ts
         if self.history_bytes:
-            self._hist_starts.append(pos)
-            self._hist_data.append(data)
-            self._history_size += n
-            if self._history_size > 2 * self.history_bytes:
-                self._trim_history()
+            self._remember(pos, data)
         return True
 
     def settle(self, out: list[StreamEvent]) -> None:
@@ -347,11 +339,15 @@ class TcpStream:
         self.next_seq = (self.next_seq + n) & SEQ_MASK
         out.append(StreamData(self.conn, self.from_initiator, data, frame, ts))
         if self.history_bytes:
-            self._hist_starts.append(pos)
-            self._hist_data.append(data)
-            self._history_size += n
-            if self._history_size > 2 * self.history_bytes:
-                self._trim_history()
+            self._remember(pos, data)
+
+    def _remember(self, pos: int, data: bytes) -> None:
+        """Keep delivered (or skipped) bytes at offset ``pos`` to compare retransmissions with."""
+        self._hist_starts.append(pos)
+        self._hist_data.append(data)
+        self._history_size += len(data)
+        if self._history_size > 2 * self.history_bytes:
+            self._trim_history()
 
     def _trim_history(self) -> None:
         # Trimmed in batches (down to about history_bytes once it reaches twice
