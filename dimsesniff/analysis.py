@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .associations import Association
-from .checks import Checker
+from .checks import Checker, EventListener
 from .identifiers import IdentifierError, IdentifierTooLarge, decode_identifier, summarize
 from .observations import Finding, ObservedMessage
 from .redact import Redactor
@@ -113,8 +113,8 @@ class Analysis:
     ) -> None:
         self.checker.association_event(association, kind, from_requestor, frame, ts, pdu)
 
-    def wants(self, kind: str) -> bool:
-        return self.checker.wants(kind)
+    def listener(self, kind: str) -> EventListener | None:
+        return self.checker.listener(kind)
 
     def association(self, association: Association) -> None:
         self.checker.association_event(

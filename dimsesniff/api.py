@@ -13,10 +13,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .analysis import Analysis, RowWriter
-from .conformance import ObservedConformance, write_statement
 from .pipeline import Counters, Options, Pipeline
 from .redact import Redactor
 from .report.csv_writer import CsvTable
@@ -25,6 +24,9 @@ from .report.jsonl_writer import JsonlTable
 from .report.schema import FORMATS, TABLE_COLUMNS, to_frame
 from .rules.base import STANDARD
 from .sources import FrameReader, capture_order
+
+if TYPE_CHECKING:
+    from .conformance import ObservedConformance
 
 __all__ = ["FORMATS", "TABLE_COLUMNS", "analyze", "export", "run"]
 
@@ -183,7 +185,12 @@ def export(
     sources, reordered = capture_order(sources)
     tables = open_tables(output, formats)
     report = ReportData() if html else None
-    statement = ObservedConformance() if conformance else None
+    statement = None
+    if conformance:
+        # Imported when asked for: its tables take longer to import than most captures.
+        from .conformance import ObservedConformance
+
+        statement = ObservedConformance()
     writers = [w for ws in tables.values() for w in ws]
 
     def write(table: str, row: dict) -> None:
@@ -224,6 +231,8 @@ def export(
     outputs = [w.path for w in writers]
     inputs = [_source_name(s) for s in sources]
     if statement is not None:
+        from .conformance import write_statement
+
         outputs += write_statement(statement, output, inputs)
     if report is not None:
         outputs.append(
@@ -287,6 +296,8 @@ def analyze(
     if isinstance(paths, (str, Path)) or hasattr(paths, "read"):
         paths = [paths]  # type: ignore[list-item]
     sources, reordered = capture_order(list(paths))  # type: ignore[arg-type]
+    from .conformance import ObservedConformance
+
     rows: dict[str, list[dict]] = {name: [] for name in TABLE_COLUMNS}
     report = ReportData()
     statement = ObservedConformance()

@@ -78,8 +78,11 @@ class MessageContext:
 class AssociationEvent:
     """What an association rule is given: the association, the event, the open operations.
 
-    A plain class with slots: one is made for every PDV (tens of thousands a
-    second), and most rules look at one or two attributes of it.
+    One per association, refilled by the checker for each of its events: a
+    P-DATA-TF makes three events and a busy capture tens of thousands a
+    second, and building an object for each cost more than most rules.  Valid
+    only while the rules run (none keeps it); ``scratch`` is the association's
+    state kept for rules from one event to the next.
     """
 
     __slots__ = (
@@ -95,27 +98,16 @@ class AssociationEvent:
         "_open",
     )
 
-    def __init__(
-        self,
-        assoc: Association,
-        kind: str,  # see EVENTS
-        from_requestor: bool | None,
-        frame: int,
-        ts: float,
-        tracker: OperationTracker,
-        profile: str,
-        pdu: object | None = None,  # the upper-layer event (AssociateRQ, PDataTF, Pdv...)
-        scratch: dict | None = None,  # per-association state kept for rules
-    ) -> None:
+    def __init__(self, assoc: Association, tracker: OperationTracker, profile: str) -> None:
         self.assoc = assoc
-        self.kind = kind
-        self.from_requestor = from_requestor
-        self.frame = frame
-        self.ts = ts
         self.tracker = tracker
         self.profile = profile
-        self.pdu = pdu
-        self.scratch = {} if scratch is None else scratch
+        self.kind = ""  # see EVENTS
+        self.from_requestor: bool | None = None
+        self.frame = 0
+        self.ts = 0.0
+        self.pdu: object | None = None  # the upper-layer event (AssociateRQ, PDataTF, Pdv...)
+        self.scratch: dict = {}
         self._open: list[Operation] | None = None
 
     @property
@@ -124,6 +116,10 @@ class AssociationEvent:
         if self._open is None:
             self._open = self.tracker.open_operations(self.assoc)
         return self._open
+
+
+EventListener = Callable[[Association, bool | None, int, float, object | None], None]
+"""``listen(association, from_requestor, frame, ts, pdu)``: runs the rules of one event kind."""
 
 
 EVENTS = (
@@ -156,14 +152,15 @@ class Checker:
             for r in (rules if rules is not None else RULES.values())
             if r.check is not None and profile in r.profiles
         ]
-        self._scratch: dict[int, dict] = {}
+        self._events: dict[int, AssociationEvent] = {}  # by association ID
         self._by_command: dict[int, list[Rule]] = {}
-        self._by_event: dict[str, list[Rule]] = {}
+        by_event: dict[str, list[Rule]] = {}
         for rule in active:
             for command_field in rule.applies_to:
                 self._by_command.setdefault(command_field, []).append(rule)
             for event in rule.events:
-                self._by_event.setdefault(event, []).append(rule)
+                by_event.setdefault(event, []).append(rule)
+        self._listeners = {kind: self._listener(kind, rules) for kind, rules in by_event.items()}
 
     def message(self, obs: ObservedMessage) -> None:
         found = self.tracker.lookup(obs)
@@ -210,9 +207,42 @@ class Checker:
             )
         )
 
-    def wants(self, kind: str) -> bool:
-        """Whether any active rule listens to this event (spares the hot path otherwise)."""
-        return kind in self._by_event
+    def _listener(self, kind: str, rules: list[Rule]) -> EventListener:
+        """The function that runs ``rules`` on each event of ``kind``, all bound once."""
+        checks = tuple((rule, rule.check) for rule in rules)
+        events, tracker, profile, report = self._events, self.tracker, self.profile, self._report
+
+        def listen(
+            assoc: Association,
+            from_requestor: bool | None,
+            frame: int,
+            ts: float,
+            pdu: object | None = None,
+        ) -> None:
+            event = events.get(assoc.id)
+            if event is None:
+                event = events[assoc.id] = AssociationEvent(assoc, tracker, profile)
+            event.assoc = assoc
+            event.kind = kind
+            event.from_requestor = from_requestor
+            event.frame = frame
+            event.ts = ts
+            event.pdu = pdu
+            event._open = None
+            for rule, check in checks:
+                for problem in check(event):  # type: ignore[misc]
+                    report(rule, problem, (frame,), ts, assoc)
+
+        return listen
+
+    def listener(self, kind: str) -> EventListener | None:
+        """What to call for each event of ``kind``; None when no active rule listens to it.
+
+        The per-PDU events (``pdata``, ``pdv``, ``pdata-end``) are sent here
+        directly: three a P-DATA-TF, so the hot path skips the lookups of
+        ``association_event``, and skips the call altogether when nobody listens.
+        """
+        return self._listeners.get(kind)
 
     def association_event(
         self,
@@ -223,20 +253,12 @@ class Checker:
         ts: float,
         pdu: object | None = None,
     ) -> None:
-        rules = self._by_event.get(kind, ())
-        if rules:
-            scratch = self._scratch.get(assoc.id)
-            if scratch is None:
-                scratch = self._scratch[assoc.id] = {}
-            event = AssociationEvent(
-                assoc, kind, from_requestor, frame, ts, self.tracker, self.profile, pdu, scratch
-            )
-            for rule in rules:
-                for problem in rule.check(event):  # type: ignore[misc]
-                    self._report(rule, problem, (frame,), ts, assoc)
+        listen = self._listeners.get(kind)
+        if listen is not None:
+            listen(assoc, from_requestor, frame, ts, pdu)
         if kind == "end":
             self.tracker.forget(assoc)
-            self._scratch.pop(assoc.id, None)
+            self._events.pop(assoc.id, None)
 
 
-__all__ = ["AssociationEvent", "Checker", "MessageContext", "Problem"]
+__all__ = ["AssociationEvent", "Checker", "EventListener", "MessageContext", "Problem"]

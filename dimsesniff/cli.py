@@ -11,12 +11,11 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from . import __version__
 from .api import export
@@ -44,6 +43,9 @@ from .rules import RULES
 from .rules.base import BOTH
 from .sharding import ShardingError
 from .sources import CaptureError, capture_order
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -85,6 +87,9 @@ class ProgressReader:
             and self._enabled
             and time.monotonic() - self._start > self._after
         ):
+            # Imported here: most runs never show the bar, and rich.progress is slow to import.
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
             self._progress = Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),

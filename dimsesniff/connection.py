@@ -14,7 +14,7 @@ HTTP on 8080 costs one look at its first bytes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dissectors.dimse import (
     MESSAGE_ID,
@@ -43,6 +43,9 @@ from dissectors.ul_pdu import PduParser
 from .associations import Association
 from .observations import Finding, ObservedMessage
 
+if TYPE_CHECKING:
+    from .checks import EventListener
+
 PROBE_LIMIT = 256 * 1024
 MAX_OUTSTANDING = 4096
 PENDING_STATUSES = (0xFF00, 0xFF01)
@@ -62,6 +65,9 @@ class Sink(Protocol):
         frame: int,
         ts: float,
     ) -> None: ...
+    def listener(self, kind: str) -> EventListener | None:
+        """For the per-PDU events (``pdata``, ``pdv``, ``pdata-end``): what to call, if anything."""
+        ...
 
 
 def looks_like_associate_rq(head: bytes) -> bool:
@@ -115,9 +121,9 @@ class DicomConnection:
         self._probed = [0, 0]
         self._lined = [0, 0]  # PDUs back to back in the held events (see _lined_up)
         self._outstanding: dict[tuple[bool, int], ObservedMessage] = {}
-        self._want_pdata = sink.wants("pdata")
-        self._want_pdata_end = sink.wants("pdata-end")
-        self._want_pdv = sink.wants("pdv")
+        self._on_pdata = sink.listener("pdata")
+        self._on_pdata_end = sink.listener("pdata-end")
+        self._on_pdv = sink.listener("pdv")
         self._message_index = 0
         if force and syn_seen is False:
             self._decide_dicom(frame, ts)
@@ -279,24 +285,20 @@ class DicomConnection:
         assoc = self.association
         assert assoc is not None
         assembler = self._assemblers[side]
+        on_pdv, on_pdata, on_pdata_end = self._on_pdv, self._on_pdata, self._on_pdata_end
+        from_requestor = self._from_requestor(side)  # until an A-ASSOCIATE-RQ says otherwise
         for ev in events:
             if isinstance(ev, Pdv):
-                if ev.first and self._want_pdv:
-                    self._sink.event(
-                        assoc, "pdv", self._from_requestor(side), ev.first_frame, ev.ts, ev
-                    )
+                if ev.first and on_pdv is not None:
+                    on_pdv(assoc, from_requestor, ev.first_frame, ev.ts, ev)
                 for item in assembler.pdv(ev):
                     self._assembled(side, item)
             elif isinstance(ev, PDataTF):
-                if self._want_pdata:
-                    self._sink.event(
-                        assoc, "pdata", self._from_requestor(side), ev.frame, ev.ts, ev
-                    )
+                if on_pdata is not None:
+                    on_pdata(assoc, from_requestor, ev.frame, ev.ts, ev)
             elif isinstance(ev, PDataEnd):
-                if self._want_pdata_end:
-                    self._sink.event(
-                        assoc, "pdata-end", self._from_requestor(side), ev.frame, ev.ts, ev
-                    )
+                if on_pdata_end is not None:
+                    on_pdata_end(assoc, from_requestor, ev.frame, ev.ts, ev)
             elif isinstance(ev, Lost):
                 self._finding(
                     DecodeFinding(
@@ -320,6 +322,7 @@ class DicomConnection:
                 self._finding(ev, side)
             else:
                 self._pdu(side, ev)
+                from_requestor = self._from_requestor(side)
 
     def _pdu(self, side: int, ev: UlEvent) -> None:
         assoc = self.association

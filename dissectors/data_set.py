@@ -15,13 +15,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Collection
 
-from .dimse import ELEMENT_HEADER
+from .dimse import ELEMENT_HEADER, LONG_VRS
 
 # Explicit VR Little Endian header: | group (2) | element (2) | VR (2) | length (2) |
 EXPLICIT_SHORT_HEADER = struct.Struct("<HH2sH")
 LONG_LENGTH = struct.Struct("<I")
-LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-"""VRs with a 2-byte reserved field and a 4-byte length in Explicit VR (PS3.5 Table 7.1-1)."""
 
 FlatElement = tuple[int, str, int, int]
 """(tag, VR, offset of the value, value length)."""

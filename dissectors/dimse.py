@@ -48,14 +48,18 @@ class Command(IntEnum):
     C_CANCEL_RQ = 0x0FFF
 
 
+_COMMAND_NAMES = {command.value: command.name.replace("_", "-") for command in Command}
+
+
 def command_name(value: int | None) -> str:
-    """``C-FIND-RSP`` for 0x8020; ``unknown(1234H)`` for values Annex E does not define."""
+    """``C-FIND-RSP`` for 0x8020; ``unknown(1234H)`` for values Annex E does not define.
+
+    A table lookup, not ``Command(value)``: every message row and finding asks.
+    """
     if value is None:
         return "missing"
-    try:
-        return Command(value).name.replace("_", "-")
-    except ValueError:
-        return f"unknown({value:04X}H)"
+    name = _COMMAND_NAMES.get(value)
+    return f"unknown({value:04X}H)" if name is None else name
 
 
 def is_response(value: int | None) -> bool:
@@ -153,7 +157,9 @@ class CommandSet:
     ``raw`` maps each tag to its value bytes exactly as sent; ``order`` keeps
     the tags in wire order (duplicates included) for the ordering and
     duplicate checks of PS3.7 §6.3.1; ``problems`` lists what could not be
-    decoded (truncated element, trailing bytes).
+    decoded (truncated element, trailing bytes).  ``command_field`` and
+    ``status`` are read from ``raw`` once, when the set is made: the pairing,
+    the tracker, the rules and the rows ask for them a dozen times a message.
     """
 
     raw: dict[int, bytes] = field(default_factory=dict)
@@ -161,6 +167,12 @@ class CommandSet:
     problems: list[str] = field(default_factory=list)
     length: int = 0
     misencoding: str | None = None  # when not Implicit VR LE: the encoding it parses as
+    command_field: int | None = field(init=False)
+    status: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.command_field = self.us(COMMAND_FIELD)
+        self.status = self.us(STATUS)
 
     def has(self, tag: int) -> bool:
         return tag in self.raw
@@ -196,23 +208,16 @@ class CommandSet:
         ]
 
     @property
-    def command_field(self) -> int | None:
-        return self.us(COMMAND_FIELD)
-
-    @property
-    def status(self) -> int | None:
-        return self.us(STATUS)
-
-    @property
     def has_data_set(self) -> bool | None:
         """What Command Data Set Type announces (0101H = none); None when absent."""
         value = self.us(COMMAND_DATA_SET_TYPE)
         return None if value is None else value != NO_DATA_SET
 
 
-# Explicit VR headers: VRs with a 2-byte length; the others have 2 reserved bytes + 4-byte length.
-_SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
+"""VRs with a 2-byte length in an Explicit VR header (PS3.5 §7.1.2, Table 7.1-2)."""
+LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+"""VRs with a 2-byte reserved field and a 4-byte length in Explicit VR (PS3.5 Table 7.1-1)."""
 
 
 def _parses_as(data: bytes, *, explicit: bool, little: bool) -> bool:
@@ -227,10 +232,10 @@ def _parses_as(data: bytes, *, explicit: bool, little: bool) -> bool:
             return False
         if explicit:
             vr = data[pos + 4 : pos + 6]
-            if vr in _SHORT_VRS:
+            if vr in SHORT_VRS:
                 (length,) = struct.unpack_from(order + "H", data, pos + 6)
                 pos += 8
-            elif vr in _LONG_VRS and end - pos >= 12:
+            elif vr in LONG_VRS and end - pos >= 12:
                 (length,) = struct.unpack_from(order + "I", data, pos + 8)
                 pos += 12
             else:
@@ -264,23 +269,21 @@ def misencoding(data: bytes) -> str | None:
 
 def decode_command_set(data: bytes) -> CommandSet:
     """Decode Implicit VR Little Endian elements, tolerating and recording damage."""
-    result = CommandSet(length=len(data))
+    raw: dict[int, bytes] = {}
+    order: list[int] = []
+    problems: list[str] = []
     pos, end = 0, len(data)
     while pos < end:
         if end - pos < 8:
-            result.problems.append(f"{end - pos} trailing bytes after the last element")
+            problems.append(f"{end - pos} trailing bytes after the last element")
             break
         group, element, length = ELEMENT_HEADER.unpack_from(data, pos)
         tag = (group << 16) | element
         pos += 8
         if length == 0xFFFF_FFFF or pos + length > end:
-            result.problems.append(
-                f"element {tag_text(tag)} claims {length} bytes, {end - pos} remain"
-            )
+            problems.append(f"element {tag_text(tag)} claims {length} bytes, {end - pos} remain")
             break
-        result.order.append(tag)
-        result.raw.setdefault(tag, data[pos : pos + length])
+        order.append(tag)
+        raw.setdefault(tag, data[pos : pos + length])
         pos += length
-    if result.problems:
-        result.misencoding = misencoding(data)
-    return result
+    return CommandSet(raw, order, problems, len(data), misencoding(data) if problems else None)

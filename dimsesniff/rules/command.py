@@ -32,6 +32,7 @@ from dissectors.dimse import (
     ERROR_ID,
     FAILED,
     GROUP_LENGTH,
+    LONG_VRS,
     MESSAGE_ID,
     MESSAGE_ID_BEING_RESPONDED_TO,
     MOVE_DESTINATION,
@@ -39,6 +40,7 @@ from dissectors.dimse import (
     OFFENDING_ELEMENT,
     PRIORITY,
     REMAINING,
+    SHORT_VRS,
     STATUS,
     WARNING,
     Command,
@@ -778,11 +780,7 @@ def cancel_fields(ctx: MessageContext) -> Iterator[Problem]:
 
 # -- a request cut short ----------------------------------------------------------------------
 
-# PS3.5 §7.1.2: explicit VRs whose header has two reserved bytes and a 32-bit length.
-LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-VRS = LONG_VRS | frozenset(
-    b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split()
-)
+VRS = LONG_VRS | SHORT_VRS  # every VR an Explicit VR header may carry (PS3.5 §7.1.2)
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFE_E000, 0xFFFE_E00D, 0xFFFE_E0DD  # PS3.5 §7.5
 UNDEFINED_LENGTH = 0xFFFF_FFFF
 
