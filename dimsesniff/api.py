@@ -23,7 +23,7 @@ from .report.html import ReportData, write_report
 from .report.jsonl_writer import JsonlTable
 from .report.schema import FORMATS, TABLE_COLUMNS, to_frame
 from .rules.base import STANDARD
-from .sources import FrameReader, capture_order
+from .sources import capture_order
 
 if TYPE_CHECKING:
     from .conformance import ObservedConformance
@@ -57,13 +57,7 @@ def run(
     """
     analysis = Analysis(write, redactor, keep_finding or (lambda _rule: True), profile)
     pipeline = Pipeline(analysis, options)
-    warnings: list[str] = []
-    feed_batch = pipeline.feed_batch
-    for source in sources:
-        reader = FrameReader(source)
-        for batch in reader.read_batches():
-            feed_batch(batch)
-        warnings.extend(reader.warnings)
+    warnings = pipeline.feed_captures(sources)
     pipeline.finish()
     return RunResult(analysis, pipeline.counters, warnings)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from dissectors.flow_table import FlowTable
 from dissectors.packet import ACK, IPV4_TCP_IN_PLACE, PSH, Segment, decode_tcp
@@ -24,7 +26,7 @@ from dissectors.stream_events import (
 
 from .connection import DICOM, NOT_DICOM, DicomConnection, Sink
 from .observations import Finding
-from .sources import FrameSpan
+from .sources import FrameReader, FrameSpan
 
 
 @dataclass(slots=True)
@@ -94,6 +96,22 @@ class Pipeline:
     def _next_association_id(self) -> int:
         self._association_ids += 1
         return self._association_ids
+
+    def feed_captures(self, sources: Iterable[str | Path | BinaryIO]) -> list[str]:
+        """Feed every frame of ``sources``, read in order as one capture; the readers' warnings.
+
+        Several files are consecutive pieces of one capture (tcpdump ``-C``/``-G``
+        rotation): frame numbers continue across them and connections span them.
+        Raises ``sources.CaptureError`` for an input that is not a capture.
+        """
+        warnings: list[str] = []
+        feed_batch = self.feed_batch
+        for source in sources:
+            reader = FrameReader(source)
+            for batch in reader.read_batches():
+                feed_batch(batch)
+            warnings.extend(reader.warnings)
+        return warnings
 
     def feed_batch(self, batch: list[FrameSpan]) -> None:
         """``feed`` for frames still in their read buffer (``FrameReader.read_batches``).

@@ -58,7 +58,6 @@ from .redact import Redactor
 from .rules import RULES
 from .rules import cross as cross_rules
 from .rules.base import STANDARD
-from .sources import FrameReader
 
 CROSS_RULE_IDS = frozenset(rule.id for rule in cross_rules.RULES)
 """Rules whose outcome depends on another association: run by the merge, not the shards."""
@@ -268,13 +267,7 @@ def run_shard(
     try:
         sink = ShardSink(spool, redactor, keep_finding or _keep_all, profile)
         pipeline = ShardPipeline(sink, replace(options or Options(), shard=(index, count)), spool)
-        warnings: list[str] = []
-        feed_batch = pipeline.feed_batch  # the loop of api.run
-        for source in sources:
-            reader = FrameReader(source)
-            for batch in reader.read_batches():
-                feed_batch(batch)
-            warnings.extend(reader.warnings)
+        warnings = pipeline.feed_captures(sources)
         pipeline.finish()
     finally:
         spool.close()
