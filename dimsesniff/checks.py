@@ -9,8 +9,6 @@ example, the counts of the previous Pending response when judging this one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import cached_property
 
 from dissectors.dimse import COMMAND_DATA_SET_TYPE, NO_DATA_SET, CommandSet
 
@@ -22,33 +20,42 @@ from .rules.base import STANDARD, Problem
 from .standard.status import StatusClass, status_class
 
 
-@dataclass(eq=False)
 class MessageContext:
     """What a message rule is given: the message, its association and its operation.
 
-    The command set, its Command Field and its Status are read once here: some
-    forty rules ask for them on every message.
+    The command set, its Command Field, its Status and the Status's class are
+    read once here: some forty rules ask for them on every message.  A plain
+    slotted class, not a dataclass with ``cached_property``: that takes a lock
+    on every first read (Python 3.11), and a C-FIND-RSP makes one context per
+    message of a busy capture.
     """
 
-    obs: ObservedMessage
-    lookup: Lookup
-    tracker: OperationTracker
-    profile: str
-    assoc: Association = field(init=False)
-    cmd: CommandSet = field(init=False)
-    command_field: int | None = field(init=False)
-    status: int | None = field(init=False)
+    __slots__ = (
+        "obs",
+        "lookup",
+        "tracker",
+        "profile",
+        "assoc",
+        "cmd",
+        "command_field",
+        "status",
+        "klass",
+        "_counts",
+    )
 
-    def __post_init__(self) -> None:
-        self.assoc = self.obs.association
-        self.cmd = self.obs.message.command
-        self.command_field = self.cmd.command_field
-        self.status = self.cmd.status
-
-    @cached_property
-    def klass(self) -> StatusClass | None:
-        status = self.status
-        return None if status is None else status_class(status)
+    def __init__(
+        self, obs: ObservedMessage, lookup: Lookup, tracker: OperationTracker, profile: str
+    ) -> None:
+        self.obs = obs
+        self.lookup = lookup
+        self.tracker = tracker
+        self.profile = profile
+        self.assoc: Association = obs.association
+        self.cmd: CommandSet = obs.message.command
+        self.command_field: int | None = self.cmd.command_field
+        status = self.status = self.cmd.status
+        self.klass: StatusClass | None = None if status is None else status_class(status)
+        self._counts: Counts | None = None
 
     @property
     def final(self) -> bool:
@@ -59,9 +66,13 @@ class MessageContext:
     def op(self) -> Operation | None:
         return self.lookup.op
 
-    @cached_property
+    @property
     def counts(self) -> Counts:
-        return counts(self.cmd)
+        """The sub-operation counts, read on first use (only C-MOVE/C-GET rules ask)."""
+        found = self._counts
+        if found is None:
+            found = self._counts = counts(self.cmd)
+        return found
 
     @property
     def has_data_set(self) -> bool:
@@ -153,32 +164,40 @@ class Checker:
             if r.check is not None and profile in r.profiles
         ]
         self._events: dict[int, AssociationEvent] = {}  # by association ID
-        self._by_command: dict[int, list[Rule]] = {}
+        by_command: dict[int, list[Rule]] = {}
         by_event: dict[str, list[Rule]] = {}
         for rule in active:
             for command_field in rule.applies_to:
-                self._by_command.setdefault(command_field, []).append(rule)
+                by_command.setdefault(command_field, []).append(rule)
             for event in rule.events:
                 by_event.setdefault(event, []).append(rule)
+        # (rule, check) pairs bound once: the loops below run ~40 of them per message.
+        self._by_command = {
+            command_field: tuple((rule, rule.check) for rule in rules)
+            for command_field, rules in by_command.items()
+        }
         self._listeners = {kind: self._listener(kind, rules) for kind, rules in by_event.items()}
 
     def message(self, obs: ObservedMessage) -> None:
-        found = self.tracker.lookup(obs)
-        rules = self._by_command.get(obs.message.command_field or 0, ())
-        if rules:
-            ctx = MessageContext(obs, found, self.tracker, self.profile)
-            msg = obs.message
-            for rule in rules:
-                for problem in rule.check(ctx):  # type: ignore[misc]
-                    self._report(
-                        rule,
-                        problem,
-                        (msg.first_frame, msg.last_frame),
-                        msg.ts_first,
-                        obs.association,
-                        obs,
-                    )
-        self.tracker.update(obs, found)
+        tracker = self.tracker
+        found = tracker.lookup(obs)
+        msg = obs.message
+        checks = self._by_command.get(msg.command_field or 0)
+        if checks:
+            ctx = MessageContext(obs, found, tracker, self.profile)
+            for rule, check in checks:
+                problems = check(ctx)  # type: ignore[misc]
+                if problems:  # () from a rule that returns, not yields, when nothing is wrong
+                    for problem in problems:
+                        self._report(
+                            rule,
+                            problem,
+                            (msg.first_frame, msg.last_frame),
+                            msg.ts_first,
+                            obs.association,
+                            obs,
+                        )
+        tracker.update(obs, found)
 
     def _report(
         self,
@@ -230,8 +249,10 @@ class Checker:
             event.pdu = pdu
             event._open = None
             for rule, check in checks:
-                for problem in check(event):  # type: ignore[misc]
-                    report(rule, problem, (frame,), ts, assoc)
+                problems = check(event)  # type: ignore[misc]
+                if problems:  # () from a rule that returns, not yields, when nothing is wrong
+                    for problem in problems:
+                        report(rule, problem, (frame,), ts, assoc)
 
         return listen
 

@@ -1,9 +1,12 @@
 """What a rule is: a stable ID, a one-line message, a severity, a citation, and its doc.
 
 Decode rules (TCP, upper layer, DIMSE encoding) are raised by the dissectors
-and only described here.  Message rules carry a ``check`` generator that is
-run on every DIMSE message whose Command Field is in ``applies_to``, and
-association rules one that runs on association events (release, abort, end).
+and only described here.  Message rules carry a ``check`` that is run on
+every DIMSE message whose Command Field is in ``applies_to``, and association
+rules one that runs on association events (release, abort, end, and per PDU).
+A check returns an iterable of ``Problem``: a generator, or a tuple (``()``
+when nothing is wrong) in the rules that run on every PDU or every message,
+where making and exhausting an empty generator costs more than the check.
 IDs are stable forever; a retired ID is never reused.
 
 A rule belongs to one or both profiles: ``standard`` (PS3.4 / PS3.7 normative

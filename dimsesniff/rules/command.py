@@ -19,7 +19,7 @@ complete without them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from dissectors.dimse import (
@@ -156,6 +156,15 @@ def group(tag: int) -> int:
     return tag >> 16
 
 
+def all_annex_e(cmd: CommandSet) -> bool:
+    """Every tag of the command set is a group 0000 element of Annex E (the usual case).
+
+    One C-level subset test that lets the per-tag rules (CMD-GROUP, CMD-PRIVATE,
+    GL-MISMATCH) skip their loops: they run on every DIMSE message.
+    """
+    return cmd.raw.keys() <= COMMAND_DICTIONARY.keys()
+
+
 def element_name(tag: int) -> str:
     entry = COMMAND_DICTIONARY.get(tag)
     return f"{tag_text(tag)} {entry[1]}" if entry else tag_text(tag)
@@ -171,7 +180,7 @@ def element_name(tag: int) -> str:
     applies_to=STRUCTURAL,
     origin="[P7]",
 )
-def command_order(ctx: MessageContext) -> Iterator[Problem]:
+def command_order(ctx: MessageContext) -> tuple[Problem, ...]:
     """Command elements not in ascending tag order
 
     PS3.7 §6.3.1: the elements of a command set "shall be ordered by
@@ -181,13 +190,17 @@ def command_order(ctx: MessageContext) -> Iterator[Problem]:
     by DIMSE-CMD-DUP instead.
     """
     order = ctx.cmd.order
-    for before, after in zip(order, order[1:], strict=False):
-        if after < before:
-            yield Problem(
-                f"{tag_text(after)} follows {tag_text(before)} in the command set",
-                observed=" ".join(tag_text(t) for t in order),
-                expected="ascending tags",
-            )
+    if sorted(order) == order:
+        return ()
+    return tuple(
+        Problem(
+            f"{tag_text(after)} follows {tag_text(before)} in the command set",
+            observed=" ".join(tag_text(t) for t in order),
+            expected="ascending tags",
+        )
+        for before, after in zip(order, order[1:], strict=False)
+        if after < before
+    )
 
 
 @message_rule(
@@ -197,7 +210,7 @@ def command_order(ctx: MessageContext) -> Iterator[Problem]:
     applies_to=STRUCTURAL,
     origin="[P7]",
 )
-def command_duplicate(ctx: MessageContext) -> Iterator[Problem]:
+def command_duplicate(ctx: MessageContext) -> Iterable[Problem]:
     """A command element appears more than once
 
     PS3.7 §6.3.1 defines a command set as elements each with its own tag, in
@@ -205,12 +218,18 @@ def command_duplicate(ctx: MessageContext) -> Iterator[Problem]:
     first or the last copy; dimsesniff keeps the first, so the checks on
     this message may judge a value the receiver never used.
     """
+    if len(set(ctx.cmd.order)) == len(ctx.cmd.order):
+        return ()
+    return _duplicates(ctx.cmd.order)
+
+
+def _duplicates(order: list[int]) -> Iterator[Problem]:
     seen: set[int] = set()
     reported: set[int] = set()
-    for tag in ctx.cmd.order:
+    for tag in order:
         if tag in seen and tag not in reported:
             reported.add(tag)
-            count = ctx.cmd.order.count(tag)
+            count = order.count(tag)
             yield Problem(
                 f"{element_name(tag)} appears {count} times in the command set",
                 observed=f"{count} copies",
@@ -226,7 +245,7 @@ def command_duplicate(ctx: MessageContext) -> Iterator[Problem]:
     applies_to=STRUCTURAL,
     origin="[P7]",
 )
-def command_group(ctx: MessageContext) -> Iterator[Problem]:
+def command_group(ctx: MessageContext) -> tuple[Problem, ...]:
     """Element of a group other than 0000 inside the command set
 
     PS3.7 §6.3 and the Command Dictionary (Annex E) define command elements
@@ -234,13 +253,17 @@ def command_group(ctx: MessageContext) -> Iterator[Problem]:
     the data set, which follows in its own PDVs.  Odd (private) groups are
     reported by DIMSE-CMD-PRIVATE instead.
     """
-    for tag in dict.fromkeys(ctx.cmd.order):
-        if group(tag) != 0 and group(tag) % 2 == 0:
-            yield Problem(
-                f"{tag_text(tag)} (group {group(tag):04X}) inside the command set",
-                observed=tag_text(tag),
-                expected="group 0000 only",
-            )
+    if all_annex_e(ctx.cmd):
+        return ()
+    return tuple(
+        Problem(
+            f"{tag_text(tag)} (group {group(tag):04X}) inside the command set",
+            observed=tag_text(tag),
+            expected="group 0000 only",
+        )
+        for tag in dict.fromkeys(ctx.cmd.order)
+        if group(tag) != 0 and group(tag) % 2 == 0
+    )
 
 
 @message_rule(
@@ -250,7 +273,7 @@ def command_group(ctx: MessageContext) -> Iterator[Problem]:
     applies_to=STRUCTURAL,
     origin="[P7]",
 )
-def command_private(ctx: MessageContext) -> Iterator[Problem]:
+def command_private(ctx: MessageContext) -> Iterable[Problem]:
     """Private or unregistered command element
 
     PS3.7 §6.3.1 (note 1) records that private command elements, allowed by
@@ -258,7 +281,13 @@ def command_private(ctx: MessageContext) -> Iterator[Problem]:
     complete list of group 0000 elements.  An odd-group element or a
     (0000,xxxx) tag outside Annex E is meaningful only to its sender.
     """
-    for tag in dict.fromkeys(ctx.cmd.order):
+    if all_annex_e(ctx.cmd):
+        return ()
+    return _private(ctx.cmd.order)
+
+
+def _private(order: list[int]) -> Iterator[Problem]:
+    for tag in dict.fromkeys(order):
         if group(tag) % 2 == 1:
             yield Problem(
                 f"private element {tag_text(tag)} in the command set",
@@ -280,7 +309,7 @@ def command_private(ctx: MessageContext) -> Iterator[Problem]:
     applies_to=STRUCTURAL,
     origin="[P7]",
 )
-def command_retired(ctx: MessageContext) -> Iterator[Problem]:
+def command_retired(ctx: MessageContext) -> tuple[Problem, ...]:
     """Retired command element
 
     PS3.7 Annex E.2 lists command elements kept only for compatibility with
@@ -288,13 +317,17 @@ def command_retired(ctx: MessageContext) -> Iterator[Problem]:
     note 1).  Current receivers ignore them; their presence points at an old
     or ACR-NEMA era implementation.
     """
-    for tag in dict.fromkeys(ctx.cmd.order):
-        if tag in RETIRED_COMMAND_ELEMENTS:
-            yield Problem(
-                f"retired command element {element_name(tag)}",
-                observed=tag_text(tag),
-                expected="no retired elements",
-            )
+    if RETIRED_COMMAND_ELEMENTS.isdisjoint(ctx.cmd.raw):
+        return ()
+    return tuple(
+        Problem(
+            f"retired command element {element_name(tag)}",
+            observed=tag_text(tag),
+            expected="no retired elements",
+        )
+        for tag in dict.fromkeys(ctx.cmd.order)
+        if tag in RETIRED_COMMAND_ELEMENTS
+    )
 
 
 @message_rule(
@@ -331,7 +364,11 @@ def group_length_missing(ctx: MessageContext) -> Iterator[Problem]:
 
 def group_zero_length(cmd: CommandSet) -> int:
     """Encoded bytes of the group 0000 elements after (0000,0000), as on the wire."""
-    others = sum(ELEMENT_HEADER_LENGTH + len(cmd.raw[t]) for t in cmd.order if group(t) != 0)
+    others = (
+        0
+        if all_annex_e(cmd)
+        else sum(ELEMENT_HEADER_LENGTH + len(cmd.raw[t]) for t in cmd.order if group(t) != 0)
+    )
     return cmd.length - ELEMENT_HEADER_LENGTH - UL_LENGTH - others
 
 
@@ -374,7 +411,7 @@ def group_length_mismatch(ctx: MessageContext) -> Iterator[Problem]:
     applies_to=STRUCTURAL,
     origin="[P7]",
 )
-def value_length_odd(ctx: MessageContext) -> Iterator[Problem]:
+def value_length_odd(ctx: MessageContext) -> tuple[Problem, ...]:
     """Command element with an odd value length
 
     PS3.7 §6.3.1: the Value Field of a command element holds "an even number
@@ -382,13 +419,15 @@ def value_length_odd(ctx: MessageContext) -> Iterator[Problem]:
     reach it.  An odd length shifts every later element for a receiver that
     assumes alignment.
     """
-    for tag, value in ctx.cmd.raw.items():
-        if len(value) % 2:
-            yield Problem(
-                f"{element_name(tag)} has odd value length {len(value)}",
-                observed=f"VL {len(value)}",
-                expected="even VL",
-            )
+    return tuple(
+        Problem(
+            f"{element_name(tag)} has odd value length {len(value)}",
+            observed=f"VL {len(value)}",
+            expected="even VL",
+        )
+        for tag, value in ctx.cmd.raw.items()
+        if len(value) % 2
+    )
 
 
 def owned_elsewhere(tag: int, command_field: int | None) -> bool:
@@ -396,12 +435,14 @@ def owned_elsewhere(tag: int, command_field: int | None) -> bool:
     return owner is not None and command_field in owner[1]
 
 
+FIXED_LENGTH = {"US": US_LENGTH, "UL": UL_LENGTH}
+
+
 def vr_length_problem(vr: str, value: bytes) -> str | None:
     """Why ``value`` does not fit ``vr`` (PS3.5 Table 6.2-1), or None."""
-    if vr == "US" and len(value) != US_LENGTH:
-        return f"US value of {len(value)} bytes, not 2"
-    if vr == "UL" and len(value) != UL_LENGTH:
-        return f"UL value of {len(value)} bytes, not 4"
+    fixed = FIXED_LENGTH.get(vr)
+    if fixed is not None:
+        return None if len(value) == fixed else f"{vr} value of {len(value)} bytes, not {fixed}"
     if vr == "AT" and len(value) % AT_LENGTH:
         return f"AT value of {len(value)} bytes, not a multiple of 4"
     if vr == "UI":
@@ -426,7 +467,7 @@ def vr_length_problem(vr: str, value: bytes) -> str | None:
     applies_to=STRUCTURAL,
     origin="[P5][P7]",
 )
-def vr_length(ctx: MessageContext) -> Iterator[Problem]:
+def vr_length(ctx: MessageContext) -> tuple[Problem, ...]:
     """Command element value does not fit its VR
 
     PS3.7 §6.3.1 requires the VR of each command element to agree with the
@@ -438,17 +479,23 @@ def vr_length(ctx: MessageContext) -> Iterator[Problem]:
     the status-related fields of a Q/R response, Move Destination) are left
     to it.
     """
+    command_field = ctx.command_field
+    problems: list[Problem] = []
     for tag, value in ctx.cmd.raw.items():
         entry = COMMAND_DICTIONARY.get(tag)
-        if entry is None or owned_elsewhere(tag, ctx.command_field):
+        # ``in`` first: nine owned elements, and this runs on every element of every message.
+        if entry is None or (tag in OWNED_ELEMENTS and owned_elsewhere(tag, command_field)):
             continue
         problem = vr_length_problem(entry[0], value)
         if problem:
-            yield Problem(
-                f"{element_name(tag)}: {problem}",
-                observed=f"VL {len(value)}",
-                expected=entry[0],
+            problems.append(
+                Problem(
+                    f"{element_name(tag)}: {problem}",
+                    observed=f"VL {len(value)}",
+                    expected=entry[0],
+                )
             )
+    return tuple(problems)
 
 
 @message_rule(

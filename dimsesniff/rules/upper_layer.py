@@ -57,7 +57,7 @@ def _assoc_pdu(event: AssociationEvent) -> AssociateRQ | AssociateAC | None:
     events=["associate-ac", "pdata-end"],
     origin="[P8]",
 )
-def pdu_state(event: AssociationEvent) -> Iterator[Problem]:
+def pdu_state(event: AssociationEvent) -> tuple[Problem, ...]:
     """PDU not allowed in the association's current state.
 
     The upper-layer state machine (PS3.8 Table 9-10) treats an unexpected PDU
@@ -70,18 +70,23 @@ def pdu_state(event: AssociationEvent) -> Iterator[Problem]:
         # An association decoded on assumptions (its A-ASSOCIATE-RQ was not captured)
         # was only guessed established: the AC that follows is the real one.
         if state_before != "requested" and not assoc.assumed:
-            yield Problem(
-                f"A-ASSOCIATE-AC while the association was {state_before}",
-                observed="A-ASSOCIATE-AC",
-                expected="after an A-ASSOCIATE-RQ only",
+            return (
+                Problem(
+                    f"A-ASSOCIATE-AC while the association was {state_before}",
+                    observed="A-ASSOCIATE-AC",
+                    expected="after an A-ASSOCIATE-RQ only",
+                ),
             )
     elif not assoc.assumed and assoc.state in ("requested", "rejected", "aborted"):
-        yield Problem(
-            f"P-DATA-TF while the association was {assoc.state}",
-            observed="P-DATA-TF",
-            expected="only on an established association",
-            frames=_pdu_frames(event),
+        return (
+            Problem(
+                f"P-DATA-TF while the association was {assoc.state}",
+                observed="P-DATA-TF",
+                expected="only on an established association",
+                frames=_pdu_frames(event),
+            ),
         )
+    return ()
 
 
 @association_rule(
@@ -146,7 +151,7 @@ def item_order(event: AssociationEvent) -> Iterator[Problem]:
     events=["associate-rq", "associate-ac", "pdv"],
     origin="[P8]",
 )
-def context_id_odd(event: AssociationEvent) -> Iterator[Problem]:
+def context_id_odd(event: AssociationEvent) -> tuple[Problem, ...]:
     """Presentation-context ID that is even or zero.
 
     Presentation-context IDs "shall be odd integers between 1 and 255"; an
@@ -154,15 +159,17 @@ def context_id_odd(event: AssociationEvent) -> Iterator[Problem]:
     """
     pdu = event.pdu
     if isinstance(pdu, Pdv):
+        if pdu.context_id % 2:
+            return ()
         ids = [pdu.context_id]
     else:
         assoc_pdu = _assoc_pdu(event)
         ids = [c.context_id for c in assoc_pdu.contexts] if assoc_pdu is not None else []
-    for ctx_id in ids:
-        if ctx_id % 2 == 0:
-            yield Problem(
-                f"presentation-context ID {ctx_id}", observed=str(ctx_id), expected="odd, 1-255"
-            )
+    return tuple(
+        Problem(f"presentation-context ID {ctx_id}", observed=str(ctx_id), expected="odd, 1-255")
+        for ctx_id in ids
+        if ctx_id % 2 == 0
+    )
 
 
 @association_rule("UL-PCTX-ID-DUP", E, "PS3.8 §7.1.1.13", events=["associate-rq"], origin="[P8]")
@@ -376,7 +383,7 @@ def max_length_item(event: AssociationEvent) -> Iterator[Problem]:
 
 
 @association_rule("UL-PDV-MAXLEN", E, "PS3.8 §D.1.1, §D.1.2", events=["pdata-end"], origin="[P8]")
-def pdata_max_length(event: AssociationEvent) -> Iterator[Problem]:
+def pdata_max_length(event: AssociationEvent) -> tuple[Problem, ...]:
     """P-DATA-TF longer than the maximum length its receiver announced.
 
     "This maximum length value shall never be exceeded by the PDU length
@@ -387,20 +394,23 @@ def pdata_max_length(event: AssociationEvent) -> Iterator[Problem]:
     pdu = event.pdu
     assoc = event.assoc
     if not isinstance(pdu, PDataEnd) or assoc.assumed:
-        return
+        return ()
     limit = assoc.max_pdu_acceptor if event.from_requestor else assoc.max_pdu_requestor
     if limit and pdu.length > limit:
         receiver = "acceptor" if event.from_requestor else "requestor"
-        yield Problem(
-            f"P-DATA-TF of {pdu.length} bytes; the {receiver} accepts at most {limit}",
-            observed=str(pdu.length),
-            expected=f"<= {limit}",
-            frames=(pdu.first_frame, pdu.frame),
+        return (
+            Problem(
+                f"P-DATA-TF of {pdu.length} bytes; the {receiver} accepts at most {limit}",
+                observed=str(pdu.length),
+                expected=f"<= {limit}",
+                frames=(pdu.first_frame, pdu.frame),
+            ),
         )
+    return ()
 
 
 @association_rule("UL-PDV-EMPTY", W, "PS3.8 Annex E.1", events=["pdv"], origin="[P8]")
-def pdv_empty(event: AssociationEvent) -> Iterator[Problem]:
+def pdv_empty(event: AssociationEvent) -> tuple[Problem, ...]:
     """PDV holding only a Message Control Header.
 
     "Individual PDVs shall not be sent with Presentation-data-value fields
@@ -409,13 +419,16 @@ def pdv_empty(event: AssociationEvent) -> Iterator[Problem]:
     """
     pdv = event.pdu
     if isinstance(pdv, Pdv) and pdv.length == 0:
-        yield Problem(
-            "PDV with no fragment bytes", observed="item-length 2", expected="item-length > 2"
+        return (
+            Problem(
+                "PDV with no fragment bytes", observed="item-length 2", expected="item-length > 2"
+            ),
         )
+    return ()
 
 
 @association_rule("UL-PDV-ODD", E, "PS3.8 Annex E.1", events=["pdv"], origin="[P8]")
-def pdv_odd(event: AssociationEvent) -> Iterator[Problem]:
+def pdv_odd(event: AssociationEvent) -> tuple[Problem, ...]:
     """Message fragment with an odd number of bytes.
 
     "Each fragment of a message shall consist of an even number of bytes";
@@ -423,11 +436,14 @@ def pdv_odd(event: AssociationEvent) -> Iterator[Problem]:
     """
     pdv = event.pdu
     if isinstance(pdv, Pdv) and pdv.length % 2:
-        yield Problem(f"fragment of {pdv.length} bytes", observed=str(pdv.length), expected="even")
+        return (
+            Problem(f"fragment of {pdv.length} bytes", observed=str(pdv.length), expected="even"),
+        )
+    return ()
 
 
 @association_rule("UL-PDV-CTX-NOT-ACCEPTED", E, "PS3.8 §7.6.1", events=["pdv"], origin="[P8]")
-def pdv_context_not_accepted(event: AssociationEvent) -> Iterator[Problem]:
+def pdv_context_not_accepted(event: AssociationEvent) -> tuple[Problem, ...]:
     """PDV on a presentation context that was not accepted.
 
     The PDV's context ID "identifies one of the presentation contexts agreed
@@ -437,19 +453,22 @@ def pdv_context_not_accepted(event: AssociationEvent) -> Iterator[Problem]:
     pdv = event.pdu
     assoc = event.assoc
     if not isinstance(pdv, Pdv) or assoc.assumed or assoc.ac is None:
-        return
+        return ()
     ctx = assoc.contexts.get(pdv.context_id)
     if ctx is None or not ctx.accepted:
         state = "never proposed" if ctx is None or ctx.result is None else "rejected"
-        yield Problem(
-            f"PDV on presentation context {pdv.context_id}, {state}",
-            observed=str(pdv.context_id),
-            expected="an accepted context",
+        return (
+            Problem(
+                f"PDV on presentation context {pdv.context_id}, {state}",
+                observed=str(pdv.context_id),
+                expected="an accepted context",
+            ),
         )
+    return ()
 
 
 @association_rule("UL-MCH-RESERVED", W, "PS3.8 Annex E.2", events=["pdv"], origin="[P8]")
-def control_header_reserved(event: AssociationEvent) -> Iterator[Problem]:
+def control_header_reserved(event: AssociationEvent) -> tuple[Problem, ...]:
     """Message Control Header with reserved bits 2-7 set.
 
     "Bits 2 through 7 are always set to 0 by the sender and never checked by
@@ -457,9 +476,14 @@ def control_header_reserved(event: AssociationEvent) -> Iterator[Problem]:
     """
     pdv = event.pdu
     if isinstance(pdv, Pdv) and pdv.control & 0xFC:
-        yield Problem(
-            f"control header {pdv.control:02X}H", observed=f"{pdv.control:02X}H", expected="00H-03H"
+        return (
+            Problem(
+                f"control header {pdv.control:02X}H",
+                observed=f"{pdv.control:02X}H",
+                expected="00H-03H",
+            ),
         )
+    return ()
 
 
 def _pdv_state(event: AssociationEvent) -> dict:
@@ -472,7 +496,7 @@ def _pdv_state(event: AssociationEvent) -> dict:
 
 
 @association_rule("UL-PDV-MIXED", E, "PS3.8 Annex E.1", events=["pdata", "pdv"], origin="[P8]")
-def pdv_mixed(event: AssociationEvent) -> Iterator[Problem]:
+def pdv_mixed(event: AssociationEvent) -> tuple[Problem, ...]:
     """One P-DATA-TF carries PDVs of different messages.
 
     "The PDVs contained in a P-DATA request primitive shall be related to the
@@ -483,24 +507,28 @@ def pdv_mixed(event: AssociationEvent) -> Iterator[Problem]:
     pdv = event.pdu
     if isinstance(pdv, PDataTF):
         state.update(pdvs=0, last=None, ended=False)
-        return
+        return ()
     if not isinstance(pdv, Pdv):
-        return
+        return ()
+    problems: tuple[Problem, ...] = ()
     if state["ended"]:
         state["ended"] = False
-        yield Problem(
-            "PDV of a new message in the P-DATA-TF that ended the previous one",
-            expected="one message per P-DATA-TF",
+        problems = (
+            Problem(
+                "PDV of a new message in the P-DATA-TF that ended the previous one",
+                expected="one message per P-DATA-TF",
+            ),
         )
     state["pdvs"] += 1
     # A last data fragment always ends a message; a last command fragment ends one only
     # when no data set follows, which is known later: be conservative and use data only.
     if pdv.control & 0x03 == 0x02:
         state["ended"] = True
+    return problems
 
 
 @association_rule("UL-MCH-CONSEC", I, "PS3.8 Annex E.1", events=["pdata", "pdv"], origin="[P8]")
-def consecutive_same_type(event: AssociationEvent) -> Iterator[Problem]:
+def consecutive_same_type(event: AssociationEvent) -> tuple[Problem, ...]:
     """Two consecutive PDVs of the same type in one P-DATA-TF.
 
     It is "strongly recommended" not to do this; receivers "must be able to
@@ -510,17 +538,20 @@ def consecutive_same_type(event: AssociationEvent) -> Iterator[Problem]:
     pdv = event.pdu
     if isinstance(pdv, PDataTF):
         event.scratch[key] = None
-        return
+        return ()
     if not isinstance(pdv, Pdv):
-        return
+        return ()
     previous = event.scratch.get(key)
     kind = pdv.control & 0x01
-    if previous is not None and previous == kind:
-        yield Problem(
-            f"two consecutive {'command' if kind else 'data'} PDVs in one P-DATA-TF",
-            expected="one PDV per fragment type and P-DATA-TF",
-        )
     event.scratch[key] = kind
+    if previous is not None and previous == kind:
+        return (
+            Problem(
+                f"two consecutive {'command' if kind else 'data'} PDVs in one P-DATA-TF",
+                expected="one PDV per fragment type and P-DATA-TF",
+            ),
+        )
+    return ()
 
 
 @association_rule(
@@ -530,7 +561,7 @@ def consecutive_same_type(event: AssociationEvent) -> Iterator[Problem]:
     events=["release-rq", "release-rp", "pdata-end"],
     origin="[P8]",
 )
-def pdata_after_release(event: AssociationEvent) -> Iterator[Problem]:
+def pdata_after_release(event: AssociationEvent) -> tuple[Problem, ...]:
     """P-DATA-TF sent after the sender's own release step.
 
     After its A-RELEASE-RQ the requestor "shall not issue any further
@@ -539,15 +570,18 @@ def pdata_after_release(event: AssociationEvent) -> Iterator[Problem]:
     """
     if event.kind in ("release-rq", "release-rp"):
         event.scratch[("released", event.from_requestor)] = event.frame
-        return
+        return ()
     since = event.scratch.get(("released", event.from_requestor))
     if since is not None:
         step = "A-RELEASE-RQ" if event.from_requestor else "A-RELEASE-RP"
-        yield Problem(
-            f"P-DATA-TF after its own {step} (frame {since})",
-            frames=_pdu_frames(event),
-            expected="no P-DATA after the release step",
+        return (
+            Problem(
+                f"P-DATA-TF after its own {step} (frame {since})",
+                frames=_pdu_frames(event),
+                expected="no P-DATA after the release step",
+            ),
         )
+    return ()
 
 
 @association_rule("UL-ROLE-NEG", E, "PS3.7 §D.3.3.4", events=["associate-ac"], origin="[P7]")
