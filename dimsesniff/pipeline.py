@@ -122,8 +122,8 @@ class Pipeline:
         also every frame of the other shards' connections.  For those, an
         untagged IPv4/TCP header behind Ethernet or a Linux cooked header
         (``IPV4_TCP_IN_PLACE``) is read in place: no frame copy, no
-        ``Segment``, no event, at most one call (``FlowTable.try_skip`` or
-        ``try_ack``).  Everything else takes ``feed``.
+        ``Segment``, one call (``FlowTable.try_skip`` or ``try_ack``), and no
+        event unless the skipped bytes end a PDV.  Everything else takes ``feed``.
         """
         short = self._short
         counters = self.counters
@@ -176,6 +176,7 @@ class Pipeline:
 
     def _feed_copy(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
         """``feed`` a frame the short way did not take; remember its connection if it can."""
+        self._rejected = False
         segment = self.feed(ts, linktype, buf[start:end])
         layout = IPV4_TCP_IN_PLACE.get(linktype)
         if layout is None:
@@ -183,7 +184,6 @@ class Pipeline:
         if segment is None:
             if not self._rejected:
                 return
-            self._rejected = False
             entry = None  # another shard's: all its frames can go the short way
         else:
             if not segment.payload:
