@@ -61,7 +61,7 @@ class Counters:
 
 _SHARD_CACHE_MAX = 1 << 16
 _SHORT_MAX = 1 << 14
-_PLAIN_FLAGS = (ACK, ACK | PSH)
+_PLAIN_FLAGS = (ACK, ACK | PSH)  # what FlowTable.take is for (with ECN bits: the long way)
 _IPV4_MF_OR_OFFSET = 0x3FFF
 
 
@@ -116,18 +116,21 @@ class Pipeline:
     def feed_batch(self, batch: list[FrameSpan]) -> None:
         """``feed`` for frames still in their read buffer (``FrameReader.read_batches``).
 
-        Most frames of a capture carrying images are segments in the middle of
-        C-STORE pixel data, which nobody reads (the connection granted the TCP
-        layer a skip budget), and the bare ACKs answering them; in a shard,
-        also every frame of the other shards' connections.  For those, an
-        untagged IPv4/TCP header behind Ethernet or a Linux cooked header
-        (``IPV4_TCP_IN_PLACE``) is read in place: no frame copy, no
-        ``Segment``, one call (``FlowTable.try_skip`` or ``try_ack``), and no
-        event unless the skipped bytes end a PDV.  Everything else takes ``feed``.
+        Once a connection has been seen, its plain data and ACK segments (no
+        SYN, FIN or RST) need no ``Segment``: an untagged IPv4/TCP header behind
+        Ethernet or a Linux cooked header (``IPV4_TCP_IN_PLACE``) is read in
+        place and the segment goes straight to ``FlowTable.take``, the common
+        case of ``handle``.  Most frames of a capture carrying images are
+        segments in the middle of C-STORE pixel data, which nobody reads (the
+        connection granted the TCP layer a skip budget), and the ACKs answering
+        them: they cost one unpack and one call, and give no event.  In a shard,
+        the other shards' connections are only counted.  Everything else takes
+        ``feed``.
         """
         short = self._short
         counters = self.counters
         flows = self.flows
+        taking = flows.taking
         expiring = self.options.idle_timeout is not None
         link, layout = -1, None
         for ts, linktype, buf, start, end in batch:
@@ -148,29 +151,28 @@ class Pipeline:
                         counters.bytes += end - start
                         counters.last_ts = ts
                         continue
-                    if not frag & _IPV4_MF_OR_OFFSET and off_flags & 0x1FF in _PLAIN_FLAGS:
+                    if (
+                        not frag & _IPV4_MF_OR_OFFSET
+                        and off_flags & 0x1FF in _PLAIN_FLAGS
+                        and off_flags >> 12 >= 5
+                        and taking(entry)
+                    ):
                         lo = start + ip_at + 20 + (off_flags >> 12) * 4
                         hi = start + ip_at + total
-                        frame = counters.frames + 1
-                        events = None
-                        if hi > end or lo > hi or off_flags >> 12 < 5:
-                            pass  # cut short by the snap length, or nonsense: the long way
-                        elif lo == hi:
-                            if flows.try_ack(entry, ack, frame, ts):
-                                events = ()
-                        else:
-                            events = flows.try_skip(entry, seq, ack, buf[lo:hi], frame, ts)
-                        if events is not None:
-                            counters.frames = frame
+                        if lo <= hi <= end:  # else cut by the snap length, or nonsense
+                            counters.frames += 1
                             counters.bytes += end - start
                             counters.last_ts = ts
                             counters.tcp_segments += 1
+                            events = flows.take(
+                                entry, seq, ack, off_flags & 0x1FF, buf[lo:hi], counters.frames, ts
+                            )
                             if events:
-                                self._dispatch(events)  # type: ignore[arg-type]
+                                self._dispatch(events)
                             if expiring and ts - self._last_expiry > 1.0:
                                 self.expire(ts)
                             continue
-                    if entry[0].ended:
+                    elif not taking(entry):
                         del short[key]
             self._feed_copy(ts, linktype, buf, start, end)
 
@@ -186,10 +188,8 @@ class Pipeline:
                 return
             entry = None  # another shard's: all its frames can go the short way
         else:
-            if not segment.payload:
-                return
             entry = self.flows.entry(*segment[:4])
-            if entry is None or not entry[1].skip_budget:
+            if entry is None or not self.flows.taking(entry):
                 return
         fields = layout[0].unpack_from(buf, start)
         if fields[0] == 0x0800 and fields[1] == 0x45:
@@ -197,6 +197,8 @@ class Pipeline:
             if len(short) >= _SHORT_MAX:
                 short.clear()  # entries of ended connections, at worst: they come back
             src, dst, sport, dport = fields[5:9]
+            if (src, sport) == (dst, dport):
+                return  # a connection to itself: one key for both directions
             short[(src, dst, sport, dport)] = entry
             if entry is not None:
                 entry = (entry[0], entry[2], entry[1])  # the other direction's view

@@ -30,16 +30,14 @@ replaced a connection that had not closed).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from dissectors.packet import ACK, FIN, RST, SYN, Segment
 from dissectors.stream_events import Endpoint, StreamEnd, StreamEvent, StreamOpen, TcpFinding
-from dissectors.tcp_stream import DEFAULT_HISTORY, MAX_WINDOW, SEQ_MASK, TcpStream
+from dissectors.tcp_stream import DEFAULT_HISTORY, SEQ_MASK, TcpStream
 
 FLOW_CAP = "TCP-FLOW-CAP"
 
 _SPECIAL = SYN | FIN | RST
-_NO_EVENTS: tuple[StreamEvent, ...] = ()
 
 
 class _Conn:
@@ -124,8 +122,19 @@ class FlowTable:
         entry = self._flows.get((src, dst, sport, dport))
         if entry is None or flags & _SPECIAL or entry[0].ignored:
             return self._handle_special(seg, entry, frame, ts)
-        # Common case: a data or ACK segment of a known, interesting connection.
+        return self.take(entry, seq, ack, flags, payload, frame, ts)
+
+    def take(
+        self, entry: _Entry, seq: int, ack: int, flags: int, payload: bytes, frame: int, ts: float
+    ) -> list[StreamEvent]:
+        """The common case of ``handle``: a data or ACK segment of a followed connection.
+
+        No SYN, FIN or RST in ``flags``, and ``entry`` current (``taking``).
+        ``Pipeline.feed_batch`` calls it with an ``entry`` it found itself, by
+        the raw header fields of a frame it did not copy.
+        """
         conn, own, peer = entry
+        self._last_frame = frame
         conn.last_ts = ts
         self._conns.move_to_end(conn.id)
         out: list[StreamEvent] = []
@@ -139,6 +148,12 @@ class FlowTable:
         if conn.closing and own.finished and peer.finished:
             self._end(conn, "fin", frame, ts, out)
         return out
+
+    @staticmethod
+    def taking(entry: _Entry) -> bool:
+        """Whether ``take`` may be given ``entry``: its connection is followed, not ended."""
+        conn = entry[0]
+        return not (conn.ended or conn.ignored)
 
     def entry(self, src: str, dst: str, sport: int, dport: int) -> _Entry | None:
         """(connection, this direction's stream, the other one) for a segment's 4-tuple."""
@@ -154,54 +169,6 @@ class FlowTable:
         c = self._conns.get(conn)
         if c is not None and not c.ignored:
             (c.fwd if from_initiator else c.rev).skip_budget = budget
-
-    def try_skip(
-        self, entry: _Entry, seq: int, ack: int, payload: bytes, frame: int, ts: float
-    ) -> Sequence[StreamEvent] | None:
-        """``handle`` for a plain ACK data segment that falls in its direction's skip budget.
-
-        For a caller that found ``entry`` itself (by raw header fields) and
-        knows the segment's flags are ACK or ACK+PSH: the events, as ``handle``
-        would return them (none, or the ``StreamSkipped`` of a spent budget),
-        when the segment was taken; None (nothing done) when it needs ``handle``.
-        """
-        conn, own, peer = entry
-        if (
-            conn.ended
-            or conn.ignored
-            or conn.closing
-            # What would make ``peer.on_ack(acted_on=True)`` declare a hole:
-            # buffered pieces, a FIN beyond the delivered bytes, an ack past them.
-            or peer.buffered
-            or (peer.fin_off is not None and peer.pos < peer.fin_off)
-            or (peer.started and 0 < ((ack - peer.next_seq) & SEQ_MASK) < MAX_WINDOW)
-            or not own.skip(seq, payload, frame, ts)
-        ):
-            return None
-        self._last_frame = frame
-        conn.last_ts = ts
-        self._conns.move_to_end(conn.id)
-        peer.acked = ack
-        if own.skip_budget:
-            return _NO_EVENTS
-        out: list[StreamEvent] = []
-        own.settle(out)
-        return out
-
-    def try_ack(self, entry: _Entry, ack: int, frame: int, ts: float) -> bool:
-        """``handle`` for a bare ACK (flags ACK only, no payload) that changes nothing but time.
-
-        True when taken; False (nothing done) when the acknowledgment may
-        reveal a hole (something is buffered, or the connection is closing).
-        """
-        conn, _own, peer = entry
-        if conn.ended or conn.ignored or conn.closing or peer.buffered:
-            return False
-        self._last_frame = frame
-        conn.last_ts = ts
-        self._conns.move_to_end(conn.id)
-        peer.acked = ack
-        return True
 
     def ignore(self, conn: int) -> None:
         """Stop reassembling ``conn``: its data is dropped from now on, its end still reported."""

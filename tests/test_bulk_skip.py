@@ -23,7 +23,7 @@ from dimsesniff.pipeline import Options, Pipeline
 from dimsesniff.redact import Redactor
 from dimsesniff.sources import FrameReader
 from dissectors.flow_table import FlowTable
-from dissectors.packet import ACK, PSH, SYN
+from dissectors.packet import ACK, PSH, RST, SYN
 from dissectors.stream_events import StreamData, StreamGap, StreamSkipped, TcpFinding
 from fuzz import mutators
 from tests.conversation import tcp_frame
@@ -201,22 +201,40 @@ def test_a_hole_while_skipping_comes_after_the_skipped_bytes() -> None:
     assert not [e for e in events if isinstance(e, TcpFinding)]
 
 
-def test_try_skip_refuses_what_handle_would_treat_differently() -> None:
+def test_take_with_a_found_entry_is_handle() -> None:
+    """``Pipeline.feed_batch`` finds entries by raw header fields and calls ``take``: the
+    events must be those of ``handle``, holes and acknowledgments included."""
+    script = [
+        (_segment(100, bytes(10)), None),
+        (_segment(120, b"early"), None),  # 10 bytes missing before it
+        (_segment(1, b"reply", src=B, dst=A, ack=110), None),
+        (_segment(6, b"", src=B, dst=A, ack=125, flags=ACK), None),  # acks past the hole
+        (_segment(125, bytes(7), ack=6), None),
+    ]
+    by_handle, by_take = FlowTable(), FlowTable()
+    for table in (by_handle, by_take):
+        _open(table)
+        table.grant_skip(0, True, 12)
+    got_handle, got_take = [], []
+    for k, (seg, _) in enumerate(script):
+        got_handle += by_handle.handle(seg, 3 + k, float(k))
+        entry = by_take.entry(*seg[:4])
+        assert entry is not None and by_take.taking(entry)
+        got_take += by_take.take(entry, seg.seq, seg.ack, seg.flags, seg.payload, 3 + k, float(k))
+    assert got_take == got_handle
+    assert [type(e) for e in got_take if not isinstance(e, StreamData)] == [
+        StreamSkipped,
+        StreamGap,
+    ]
+
+
+def test_an_ended_connection_is_not_taken() -> None:
     table = FlowTable()
     _open(table)
-    table.grant_skip(0, True, 1000)
     entry = table.entry(A[0], B[0], A[1], B[1])
-    assert entry is not None
-    assert table.try_skip(entry, 105, 1, bytes(10), 3, 0.0) is None  # not the next byte
-    assert table.try_skip(entry, 100, 1, bytes(2000), 3, 0.0) is None  # beyond the budget
-    assert table.try_skip(entry, 100, 50, bytes(10), 3, 0.0) is None  # acks unseen peer bytes
-    assert table.try_skip(entry, 100, 1, bytes(10), 3, 0.0) == ()
-    assert entry[1].next_seq == 110 and entry[1].skip_budget == 990
-    # The other direction holds bytes behind a hole: an ack riding on data may reveal it.
-    table.handle(_segment(11, b"early", src=B, dst=A, ack=110), 4, 0.0)
-    assert entry[2].buffered
-    assert table.try_skip(entry, 110, 1, bytes(10), 5, 0.0) is None
-    assert not table.try_ack(entry, 1, 5, 0.0)
+    assert entry is not None and table.taking(entry)
+    table.handle(_segment(100, b"", flags=RST), 3, 0.0)
+    assert not table.taking(entry)
 
 
 def test_a_spent_budget_is_reported_at_once() -> None:
@@ -226,8 +244,8 @@ def test_a_spent_budget_is_reported_at_once() -> None:
     table.grant_skip(0, True, 20)
     entry = table.entry(A[0], B[0], A[1], B[1])
     assert entry is not None
-    assert table.try_skip(entry, 100, 1, bytes(10), 3, 0.0) == ()
-    (settled,) = table.try_skip(entry, 110, 1, bytes(10), 4, 0.5)  # type: ignore[misc]
+    assert table.take(entry, 100, 1, ACK, bytes(10), 3, 0.0) == []
+    (settled,) = table.take(entry, 110, 1, ACK, bytes(10), 4, 0.5)
     assert isinstance(settled, StreamSkipped)
     assert (settled.length, settled.frame, settled.ts) == (20, 4, 0.5)
     # The same through handle, in the slow path.
