@@ -317,22 +317,14 @@ def worker(cfg_path: Path) -> int:
 # parent: namespace set-up around the worker
 # ------------------------------------------------------------------------------------------------
 def run_in_namespace(cfg: dict, workdir: Path, timeout: float) -> str:
-    from peers.proc import PeersUnavailable, tool_path
-    from peers.runner import _ip, _kill_netns_processes
+    from peers.proc import tool_path
+    from peers.runner import _ip, _kill_netns_processes, add_loopback_netns
 
     ns = f"dsn-bench-{os.getpid()}"
     created = False
     try:
-        r = _ip("netns", "add", ns, check=False)
-        if r.returncode != 0:
-            raise PeersUnavailable(f"cannot create network namespace: {r.stderr.strip()}")
+        add_loopback_netns(ns)  # as for tests/peers: Ethernet-sized segments
         created = True
-        _ip("netns", "exec", ns, "ip", "link", "set", "lo", "mtu", "1500", "up")
-        # as in tests/peers/runner.py: without the GSO limit tcpdump sees 64 KiB super-segments
-        _ip(
-            "netns", "exec", ns, "ip", "link", "set", "lo", "gso_max_size", "1500",
-            "gso_max_segs", "1",
-        )  # fmt: skip
         cfg_path = workdir / "worker.json"
         cfg_path.write_text(json.dumps(cfg))
         argv = [

@@ -46,6 +46,30 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     )
 
 
+def add_loopback_netns(ns: str) -> None:
+    """Create network namespace ``ns``, its loopback up with Ethernet-sized segments.
+
+    MTU 1500, and GSO limited to one 1500-byte segment: without that limit the
+    kernel hands tcpdump 64 KiB super-segments even at MTU 1500.  Raises
+    ``PeersUnavailable`` (with the namespace removed again) when it cannot.
+    """
+    r = _ip("netns", "add", ns, check=False)
+    if r.returncode != 0:
+        raise PeersUnavailable(f"cannot create network namespace: {r.stderr.strip()}")
+    try:
+        _ip("netns", "exec", ns, "ip", "link", "set", "lo", "mtu", "1500", "up")
+        r = _ip(
+            "netns", "exec", ns, "ip", "link", "set", "lo",
+            "gso_max_size", "1500", "gso_max_segs", "1",
+            check=False,
+        )  # fmt: skip
+        if r.returncode != 0:
+            raise PeersUnavailable(f"cannot limit GSO on the namespace loopback: {r.stderr}")
+    except BaseException:
+        _ip("netns", "del", ns, check=False)
+        raise
+
+
 def _netns_pids(ns: str) -> list[int]:
     r = _ip("netns", "pids", ns, check=False)
     return [int(x) for x in r.stdout.split() if x.strip().isdigit()]
@@ -82,28 +106,8 @@ def generate(
     workdir = Path(tempfile.mkdtemp(prefix=f"dsn-{name}-"))
     created = False
     try:
-        r = _ip("netns", "add", ns, check=False)
-        if r.returncode != 0:
-            raise PeersUnavailable(f"cannot create network namespace: {r.stderr.strip()}")
+        add_loopback_netns(ns)
         created = True
-        _ip("netns", "exec", ns, "ip", "link", "set", "lo", "mtu", "1500", "up")
-        # without this the kernel hands tcpdump 64 KiB GSO super-segments even at MTU 1500
-        r = _ip(
-            "netns",
-            "exec",
-            ns,
-            "ip",
-            "link",
-            "set",
-            "lo",
-            "gso_max_size",
-            "1500",
-            "gso_max_segs",
-            "1",
-            check=False,
-        )
-        if r.returncode != 0:
-            raise PeersUnavailable(f"cannot limit GSO on the namespace loopback: {r.stderr}")
         code = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
             "from peers.scenarios import worker_main; "
