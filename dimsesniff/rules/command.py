@@ -596,8 +596,19 @@ def data_set_type_legacy(ctx: MessageContext) -> Iterator[Problem]:
 # -- service fields ---------------------------------------------------------------------------
 
 
-def missing_fields(ctx: MessageContext) -> list[int]:
-    return [t for t in REQUIRED_FIELDS.get(ctx.command_field or 0, ()) if t not in ctx.cmd.raw]
+def missing_fields(ctx: MessageContext) -> Iterator[Problem]:
+    """One problem per mandatory command element of this Command Field that is absent.
+
+    The requests' and the responses' rules differ only in their tables
+    (``REQUIRED_FIELDS``), citations and severity, so they share this body.
+    """
+    for tag in REQUIRED_FIELDS.get(ctx.command_field or 0, ()):
+        if tag not in ctx.cmd.raw:
+            yield Problem(
+                f"{command_name(ctx.command_field)} without {element_name(tag)}",
+                observed="absent",
+                expected=tag_text(tag),
+            )
 
 
 @message_rule(
@@ -617,12 +628,7 @@ def response_fields(ctx: MessageContext) -> Iterator[Problem]:
     cannot tell which request is answered; without Command Data Set Type,
     whether an identifier follows.  A missing Status is ST-STATUS-MISSING's.
     """
-    for tag in missing_fields(ctx):
-        yield Problem(
-            f"{command_name(ctx.command_field)} without {element_name(tag)}",
-            observed="absent",
-            expected=tag_text(tag),
-        )
+    return missing_fields(ctx)
 
 
 @message_rule(
@@ -686,12 +692,7 @@ def request_fields(ctx: MessageContext) -> Iterator[Problem]:
     answer a request without a Message ID, nor know where to send the
     C-STORE sub-operations without a Move Destination.
     """
-    for tag in missing_fields(ctx):
-        yield Problem(
-            f"{command_name(ctx.command_field)} without {element_name(tag)}",
-            observed="absent",
-            expected=tag_text(tag),
-        )
+    return missing_fields(ctx)
 
 
 @message_rule(
