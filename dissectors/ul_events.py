@@ -167,7 +167,7 @@ class Pdv:
     marks a PDV's first piece and ``length`` is the whole fragment's length
     (PDV item-length minus the 2 header bytes), known from the PDV header.
     ``skipped`` counts bytes of this PDV before ``data`` that the consumer
-    let the parser absorb unseen (``PduParser.skip``).
+    let the parser absorb unseen (``PduParser.skip_count``).
     """
 
     context_id: int

@@ -88,7 +88,7 @@ class PduParser:
         self._pdv_first_frame = 0
         self._pdv_first = False
         self._pdv_length = 0
-        self._skipped_data = 0  # bytes absorbed by skip() since the last Pdv piece
+        self._skipped_data = 0  # bytes absorbed by skip_count() since the last Pdv piece
         self._pdu_length = 0
         self._skipped = 0
         self._frame = 0
@@ -124,16 +124,6 @@ class PduParser:
         self._buf += data
         self._run(events)
         return events
-
-    def skip(self, data: bytes, frame: int, ts: float) -> bool:
-        """Absorb ``data`` without events if it lies wholly inside the current PDV's data.
-
-        For bulk data nobody reads (C-STORE pixel data): the bytes are only
-        counted, and the next ``Pdv`` piece reports them in ``skipped``.
-        Returns False (and does nothing) when the bytes reach a PDV boundary
-        or the parser holds buffered bytes; then call ``feed``.
-        """
-        return len(data) < self.skippable and self.skip_count(len(data), frame, ts) is not None
 
     @property
     def skippable(self) -> int:

@@ -162,7 +162,7 @@ def test_gap_marks_message_incomplete():
 
 
 def test_skipped_bulk_bytes_are_still_counted():
-    """PduParser.skip absorbs pixel data unseen; the assembler must still count every byte."""
+    """PduParser.skip_count absorbs pixel data unseen; the assembler must still count every byte."""
     cmd = build.command_set({dimse.COMMAND_FIELD: dimse.Command.C_STORE_RQ,
                              dimse.MESSAGE_ID: 1, dimse.COMMAND_DATA_SET_TYPE: 0})
     data = (build.p_data(build.pdv(3, 0x03, cmd)) + build.p_data(build.pdv(3, 0x00, b"p" * 5000))
@@ -170,10 +170,12 @@ def test_skipped_bulk_bytes_are_still_counted():
     parser, assembler, out, skipped = PduParser(), DimseAssembler(), [], 0
     for i in range(0, len(data), 700):
         chunk = data[i:i + 700]
-        if assembler.counting_only and parser.skip(chunk, i, 0.0):
+        events = parser.skip_count(len(chunk), i, 0.0) if assembler.counting_only else None
+        if events is not None:
             skipped += len(chunk)
-            continue
-        for ev in parser.feed(chunk, i, 0.0):
+        else:
+            events = parser.feed(chunk, i, 0.0)
+        for ev in events:
             if isinstance(ev, Pdv):
                 out += assembler.pdv(ev)
     (msg,) = out
